@@ -1,0 +1,77 @@
+"""The model bundle: what training writes to ``SM_MODEL_DIR`` and SageMaker tars to model.tar.gz.
+
+Packing and unpacking live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from skinlesion.labels import CLASSES
+
+MODEL_ARCHIVE = "model.tar.gz"
+WEIGHTS_FILE = "model.pt"
+SPEC_FILE = "model.json"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything a consumer needs to rebuild and feed the network, stored as ``model.json``."""
+
+    architecture: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    classes: tuple[str, ...] = CLASSES
+    version: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def write(self, model_dir: Path) -> None:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        (model_dir / SPEC_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ModelSpec:
+        path = Path(model_dir) / SPEC_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"No {SPEC_FILE} in {model_dir}: not a model directory.")
+        raw = json.loads(path.read_text())
+        raw["mean"] = tuple(raw["mean"])
+        raw["std"] = tuple(raw["std"])
+        raw["classes"] = tuple(raw["classes"])
+        return cls(**raw)
+
+
+def pack_model(model_dir: Path, archive: Path) -> Path:
+    """Tar ``model_dir``'s contents (not the folder itself), as SageMaker does."""
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "w:gz") as tar:
+        for child in sorted(Path(model_dir).iterdir()):
+            tar.add(child, arcname=child.name)
+    return archive
+
+
+def unpack_model(archive: Path, destination: Path) -> Path:
+    """Extract a model.tar.gz safely (no absolute paths, no escapes) into ``destination``."""
+    destination.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(archive, "r:gz") as tar:
+        tar.extractall(destination, filter="data")
+    return destination
+
+
+def resolve_model_dir(path: Path, scratch: Path) -> Path:
+    """Accept a model directory, a directory holding model.tar.gz, or the archive itself."""
+    path = Path(path)
+    if path.is_file() and path.name.endswith(".tar.gz"):
+        return unpack_model(path, scratch)
+    if (path / SPEC_FILE).exists():
+        return path
+    archives = sorted(path.rglob(MODEL_ARCHIVE)) if path.is_dir() else []
+    if archives:
+        return unpack_model(archives[0], scratch)
+    raise FileNotFoundError(
+        f"{path} holds no model: expected {SPEC_FILE} + {WEIGHTS_FILE}, or a {MODEL_ARCHIVE}."
+    )

@@ -1,0 +1,155 @@
+"""Typed job settings, validated once at the edge and passed down.
+
+SageMaker hands hyperparameters to a training container as strings; ``TrainConfig`` converts
+both ways so nobody stringifies by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+ARCHITECTURES = ("efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "resnet50", "densenet121")
+PRETRAINED = ("auto", "imagenet", "none")
+BALANCING = ("weighted_loss", "sampler", "none")
+SCHEDULES = ("cosine", "onecycle")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+Architecture = Literal["efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "resnet50", "densenet121"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value outside what is accepted; the message names both."""
+
+
+def _choice(name: str, value: str, accepted: tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise ConfigError(f"Invalid {name} {value!r}. Accepted: {', '.join(accepted)}.")
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"Invalid {name} {value!r}: must be {bound}.")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of the preprocessing job."""
+
+    image_size: int = 96
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    seed: int = 42
+    max_invalid_fraction: float = 0.05
+    workers: int = 0  # 0: one per core
+
+    def __post_init__(self) -> None:
+        _positive("image_size", self.image_size)
+        for name in ("val_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0 < value < 0.5:
+                raise ConfigError(f"Invalid {name} {value!r}: must be between 0 and 0.5.")
+        if not 0 <= self.max_invalid_fraction <= 1:
+            raise ConfigError(
+                f"Invalid max_invalid_fraction {self.max_invalid_fraction!r}: must be in [0, 1]."
+            )
+        _positive("workers", self.workers, allow_zero=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of the training job (SageMaker passes them as strings)."""
+
+    architecture: str = "efficientnet_lite0"
+    pretrained: str = "auto"
+    epochs: int = 8
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    image_size: int = 96
+    schedule: str = "onecycle"
+    balancing: str = "weighted_loss"
+    label_smoothing: float = 0.0
+    patience: int = 5
+    seed: int = 42
+    deterministic: bool = False
+    precision: str = "auto"
+    channels_last: bool = True
+    num_workers: int = 0
+    augment: bool = True
+    max_steps_per_epoch: int = 0  # 0: the whole training split each epoch
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _choice("architecture", self.architecture, ARCHITECTURES)
+        _choice("pretrained", self.pretrained, PRETRAINED)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("balancing", self.balancing, BALANCING)
+        _choice("precision", self.precision, PRECISIONS)
+        for name in ("epochs", "batch_size", "learning_rate", "image_size"):
+            _positive(name, getattr(self, name))
+        for name in ("weight_decay", "label_smoothing", "patience", "num_workers"):
+            _positive(name, getattr(self, name), allow_zero=True)
+        _positive("max_steps_per_epoch", self.max_steps_per_epoch, allow_zero=True)
+
+    def to_hyperparameters(self) -> dict[str, str]:
+        """The SageMaker form: every value a string (JSON for non-strings)."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra":
+                out.update(value)
+            else:
+                out[f.name] = value if isinstance(value, str) else json.dumps(value)
+        return out
+
+    @classmethod
+    def from_hyperparameters(cls, hyperparameters: dict[str, str]) -> TrainConfig:
+        """Parse SageMaker's string hyperparameters; unknown names are kept in ``extra``."""
+        return _from_strings(cls, hyperparameters)
+
+
+def _from_strings(cls: Any, values: dict[str, str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+    kwargs: dict[str, Any] = {}
+    extra: dict[str, str] = {}
+    for key, raw in values.items():
+        if key not in known:
+            extra[key] = raw
+            continue
+        kwargs[key] = _coerce(key, raw, hints[key])
+    if "extra" in {f.name for f in dataclasses.fields(cls)}:
+        kwargs["extra"] = extra
+    elif extra:
+        raise ConfigError(f"Unknown settings {sorted(extra)}. Accepted: {', '.join(sorted(known))}.")
+    return cls(**kwargs)
+
+
+def _coerce(name: str, raw: str, hint: Any) -> Any:
+    target = hint if hint in (int, float, bool, str) else str
+    if get_args(hint):
+        target = str
+    if target is str:
+        return raw if not (raw.startswith('"') and raw.endswith('"')) else json.loads(raw)
+    try:
+        value = json.loads(raw) if isinstance(raw, str) else raw
+    except json.JSONDecodeError:
+        if target is bool and raw.lower() in ("true", "false"):
+            return raw.lower() == "true"
+        raise ConfigError(f"Invalid {name} {raw!r}: expected a {target.__name__}.") from None
+    if target is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"Invalid {name} {raw!r}: expected true or false.")
+        return value
+    if target is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise ConfigError(f"Invalid {name} {raw!r}: expected a {target.__name__}.")
+    if target is int and not isinstance(value, int):
+        raise ConfigError(f"Invalid {name} {raw!r}: expected an integer.")
+    return target(value)
