@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## Create .venv and install the project with every extra
 
 demo: $(STAMP) ## Run the training pipeline locally with kfp.local (DATA=<ISIC folder> ARCH=<name>)
-	$(PY) -m skinlesion.demo --workdir $(DEMO_DIR) $(if $(DATA),--data $(DATA)) $(if $(ARCH),--architecture $(ARCH))
+	$(PY) -m pipelines.demo --workdir $(DEMO_DIR) $(if $(DATA),--data $(DATA)) $(if $(ARCH),--architecture $(ARCH))
 
 test: $(STAMP) ## Run the whole test suite (slow tests included)
 	SKINLESION_REAL_DATA=$${SKINLESION_REAL_DATA:-$(if $(wildcard $(REAL_DATA)/labels.csv),$(REAL_DATA))} \

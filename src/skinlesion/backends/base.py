@@ -28,6 +28,7 @@ class PreprocessRequest:
     data_uri: str  # ISIC-format folder: labels CSV, optional metadata CSV, images/<id>.jpg
     output_uri: str  # the Dataset artifact
     config: PreprocessConfig = field(default_factory=PreprocessConfig)
+    labels: str = ""  # a ground-truth CSV relative to data_uri; empty: labels.csv
     job_name: str = ""
 
 
@@ -113,6 +114,11 @@ class Backend(abc.ABC):
     """Where the pipeline's jobs run and its models live."""
 
     name: str
+
+    def artifact_location(self, path: str, uri: str) -> str:
+        """Where a job should read or write a KFP artifact: its local path, or (remote
+        backends) its URI, so that SageMaker reads and writes S3 without copies."""
+        return path
 
     @abc.abstractmethod
     def preprocess(self, request: PreprocessRequest) -> JobResult: ...

@@ -1,0 +1,36 @@
+"""Deploy: serve an Approved model version behind an endpoint with autoscaling and capture."""
+
+from kfp import dsl
+
+from components import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def deploy(
+    backend: str,
+    model_version_arn: str,
+    endpoint_name: str,
+    instance_type: str = "ml.m5.large",
+    min_instances: int = 1,
+    max_instances: int = 5,
+) -> str:
+    """Create or update (blue/green) the endpoint; return its invocation URL.
+
+    Args:
+        backend: ``local`` or ``sagemaker``.
+        model_version_arn: An Approved model package.
+        endpoint_name: The endpoint to create or update.
+        instance_type: SageMaker instance type (ignored locally).
+        min_instances: Autoscaling minimum.
+        max_instances: Autoscaling maximum.
+    """
+    from skinlesion import steps
+
+    return steps.deploy(
+        backend=backend,
+        model_version_arn=model_version_arn,
+        endpoint_name=endpoint_name,
+        instance_type=instance_type,
+        min_instances=min_instances,
+        max_instances=max_instances,
+    )

@@ -1,0 +1,47 @@
+"""Train: fine-tune a CNN on the preprocessed dataset (a training job)."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from components import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def train(
+    backend: str,
+    dataset: Input[Dataset],
+    architecture: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    image_size: int,
+    model: Output[Model],
+    pretrained: str = "auto",
+):
+    """Train ``architecture`` and write model.tar.gz into the ``model`` artifact.
+
+    Args:
+        backend: ``local`` or ``sagemaker``.
+        dataset: The preprocess step's output.
+        architecture: efficientnet_lite0, mobilenet_v2, efficientnet_b0, resnet50 or densenet121.
+        epochs: Maximum epochs (early stopping may end sooner).
+        batch_size: Images per step.
+        learning_rate: Peak learning rate of the schedule.
+        image_size: Training resolution in pixels.
+        pretrained: auto, imagenet or none.
+    """
+    from skinlesion import steps
+
+    steps.train(
+        backend=backend,
+        dataset=dataset,
+        model=model,
+        hyperparameters={
+            "architecture": architecture,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "learning_rate": learning_rate,
+            "image_size": image_size,
+            "pretrained": pretrained,
+        },
+    )

