@@ -156,6 +156,7 @@ def decide_approval(
     if not approved:
         return ApprovalStatus.APPROVED
     best = max(v.metrics.get(metric, float("-inf")) for v in approved)
-    if candidate.get(metric, float("-inf")) >= best + margin:
+    # A small tolerance: 0.80 + 0.02 is 0.8200000000000001 in floating point.
+    if candidate.get(metric, float("-inf")) >= best + margin - 1e-9:
         return ApprovalStatus.APPROVED
     return ApprovalStatus.PENDING
