@@ -142,7 +142,9 @@ def efficientnet_lite0_weights_file() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
-def _build_efficientnet_lite0(num_classes: int, pretrained: str, image_size: int) -> LesionClassifier:
+def _build_efficientnet_lite0(
+    num_classes: int, pretrained: str, image_size: int
+) -> LesionClassifier:
     from efficientnet_lite_pytorch import EfficientNet
 
     network = EfficientNet.from_name(
@@ -159,11 +161,15 @@ def _build_efficientnet_lite0(num_classes: int, pretrained: str, image_size: int
                 "EfficientNet-Lite0 weights do not match the network: missing "
                 f"{result.missing_keys}, unexpected {result.unexpected_keys}."
             )
-        log.info("Loaded efficientnet_lite0 ImageNet weights from %s", efficientnet_lite0_weights_file())
+        log.info(
+            "Loaded efficientnet_lite0 ImageNet weights from %s", efficientnet_lite0_weights_file()
+        )
     feature_dim = network._fc.in_features
     # EfficientNet.forward pools, applies dropout, then _fc: an identity _fc leaves the features.
     network._fc = nn.Identity()
-    return LesionClassifier("efficientnet_lite0", network, nn.Linear(feature_dim, num_classes), feature_dim)
+    return LesionClassifier(
+        "efficientnet_lite0", network, nn.Linear(feature_dim, num_classes), feature_dim
+    )
 
 
 # --- numerics -------------------------------------------------------------------------------
@@ -242,7 +248,9 @@ def model_input(
 ) -> torch.Tensor:
     """uint8 (N, H, W, 3) -> the network's normalised float input (N, 3, S, S)."""
     x = normalize(resize(to_unit_float(images), image_size), mean, std)
-    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return x.contiguous(
+        memory_format=torch.channels_last if channels_last else torch.contiguous_format
+    )
 
 
 # --- the model bundle -----------------------------------------------------------------------
@@ -250,7 +258,8 @@ def model_input(
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain module inside DistributedDataParallel (or the module itself)."""
-    return model.module if hasattr(model, "module") else model
+    inner = getattr(model, "module", model)
+    return inner if isinstance(inner, nn.Module) else model
 
 
 def save_model(model: nn.Module, spec: ModelSpec, model_dir: Path) -> Path:
@@ -293,7 +302,7 @@ class Predictor:
         self.device = torch.device(device)
         self.dtype = autocast_dtype(precision, self.device)
         self.spec = spec
-        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
+        self.model = model.to(self.device).to(memory_format=torch.channels_last).eval()
 
     @classmethod
     def load(
