@@ -15,6 +15,7 @@ from skinlesion.logs import configure_logging
 # must stay cheap (no torch at import) so that ``--help`` is instant.
 COMMAND_MODULES: tuple[str, ...] = (
     "skinlesion.data.commands",
+    "skinlesion.backends.commands",
 )
 
 log = logging.getLogger(__name__)

@@ -136,6 +136,10 @@ class Backend(abc.ABC):
     def list_versions(self, model_group: str) -> list[ModelVersion]: ...
 
     @abc.abstractmethod
+    def set_approval_status(self, model_version_arn: str, status: ApprovalStatus) -> ModelVersion:
+        """Approve or reject a version by hand (UpdateModelPackage)."""
+
+    @abc.abstractmethod
     def deploy(self, request: DeployRequest) -> Endpoint: ...
 
     @abc.abstractmethod

@@ -202,6 +202,9 @@ class LocalBackend(Backend):
     def list_versions(self, model_group: str) -> list[ModelVersion]:
         return self.registry.list_versions(model_group)
 
+    def set_approval_status(self, model_version_arn: str, status: ApprovalStatus) -> ModelVersion:
+        return self.registry.update_status(model_version_arn, status)
+
     # -- endpoint ---------------------------------------------------------------------------
     def _endpoint_dir(self, name: str) -> Path:
         return self.settings.root / "endpoints" / name

@@ -1,0 +1,68 @@
+"""``skinlesion registry ...`` and ``skinlesion endpoint ...``: the model registry and endpoints."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from typing import Any
+
+from skinlesion.backends import BACKENDS
+
+
+def register(subparsers: Any) -> None:
+    registry = subparsers.add_parser("registry", help="list, approve or reject model versions")
+    registry_commands = registry.add_subparsers(dest="registry_command", required=True)
+    listing = registry_commands.add_parser("list", help="the versions of a model package group")
+    listing.add_argument("--group", default="skinlesion", help="model package group")
+    _backend_option(listing)
+    listing.set_defaults(func=_list)
+    for verb, status in (("approve", "Approved"), ("reject", "Rejected")):
+        parser = registry_commands.add_parser(verb, help=f"set a version's status to {status}")
+        parser.add_argument("arn", help="model package ARN")
+        _backend_option(parser)
+        parser.set_defaults(func=_set_status, status=status)
+
+    endpoint = subparsers.add_parser("endpoint", help="stop a deployed endpoint")
+    endpoint_commands = endpoint.add_subparsers(dest="endpoint_command", required=True)
+    delete = endpoint_commands.add_parser("delete", help="stop and delete an endpoint")
+    delete.add_argument("name", help="endpoint name")
+    _backend_option(delete)
+    delete.set_defaults(func=_delete_endpoint)
+
+
+def _backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backend", choices=BACKENDS, default="local", help="default: local")
+
+
+def _list(args: argparse.Namespace) -> int:
+    from skinlesion.backends import get_backend
+
+    versions = get_backend(args.backend).list_versions(args.group)
+    json.dump([_as_json(v) for v in versions], sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _set_status(args: argparse.Namespace) -> int:
+    from skinlesion.backends import get_backend
+    from skinlesion.backends.base import ApprovalStatus
+
+    version = get_backend(args.backend).set_approval_status(args.arn, ApprovalStatus(args.status))
+    json.dump(_as_json(version), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def _delete_endpoint(args: argparse.Namespace) -> int:
+    from skinlesion.backends import get_backend
+
+    get_backend(args.backend).delete_endpoint(args.name)
+    return 0
+
+
+def _as_json(version: Any) -> dict[str, Any]:
+    payload = dataclasses.asdict(version)
+    payload["approval_status"] = version.approval_status.value
+    return payload
