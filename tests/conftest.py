@@ -25,3 +25,24 @@ def real_data_dir() -> Path:
     if not (path / "labels.csv").exists():
         pytest.skip(f"SKINLESION_REAL_DATA={value} holds no labels.csv")
     return path
+
+
+@pytest.fixture(scope="session")
+def sample_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A generated ISIC-format folder (labels.csv, metadata.csv, images/): 8 classes x 24, 64 px."""
+    from skinlesion.data.sample import write_sample
+
+    root = tmp_path_factory.mktemp("sample_data")
+    write_sample(root, n_per_class=24, image_size=64, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def preprocessed_dataset(sample_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``sample_data_dir`` after the preprocess job at image size 64 (a dataset folder)."""
+    from skinlesion.config import PreprocessConfig
+    from skinlesion.jobs.preprocess import run
+
+    output = tmp_path_factory.mktemp("preprocessed") / "dataset"
+    run(sample_data_dir, output, PreprocessConfig(image_size=64, workers=1), progress=False)
+    return output

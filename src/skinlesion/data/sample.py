@@ -31,7 +31,16 @@ IMAGES_DIR = "images"
 METADATA_COLUMNS = ("image", "lesion_id", "age_approx", "sex", "anatom_site")
 SITES = ("trunk", "lower extremity", "upper extremity", "back", "head/neck", "abdomen")
 # Mean patient age per class: plausible, and a cue that nothing here relies on.
-AGE_BY_CLASS = {"MEL": 60, "NV": 40, "BCC": 67, "AK": 70, "BKL": 62, "DF": 45, "VASC": 50, "SCC": 72}
+AGE_BY_CLASS = {
+    "MEL": 60,
+    "NV": 40,
+    "BCC": 67,
+    "AK": 70,
+    "BKL": 62,
+    "DF": 45,
+    "VASC": 50,
+    "SCC": 72,
+}
 
 Rgb = tuple[float, float, float]
 FloatImage = np.ndarray  # (H, W, 3) float32 in [0, 1]
@@ -159,7 +168,9 @@ class _Canvas:
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Low-frequency noise in [0, 1]: a coarse random grid upsampled bicubically."""
     coarse = rng.random((cells, cells)).astype(np.float32)
-    field = np.asarray(Image.fromarray(coarse, mode="F").resize((size, size), Image.BICUBIC))
+    field = np.asarray(
+        Image.fromarray(coarse, mode="F").resize((size, size), Image.Resampling.BICUBIC)
+    )
     lo, hi = float(field.min()), float(field.max())
     return (field - lo) / max(hi - lo, 1e-6)
 
@@ -170,13 +181,17 @@ def _blend(image: FloatImage, mask: np.ndarray, colour: Rgb, strength: float = 1
     image += alpha * np.asarray(colour, dtype=np.float32)
 
 
-def _points_in_disk(rng: np.random.Generator, n: int, r_max: float, r_min: float = 0.0) -> np.ndarray:
+def _points_in_disk(
+    rng: np.random.Generator, n: int, r_max: float, r_min: float = 0.0
+) -> np.ndarray:
     radius = np.sqrt(rng.uniform(r_min**2, r_max**2, n))
     angle = rng.uniform(0, 2 * math.pi, n)
     return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
 
 
-def _branch(rng: np.random.Generator, start: np.ndarray, heading: float, length: float) -> np.ndarray:
+def _branch(
+    rng: np.random.Generator, start: np.ndarray, heading: float, length: float
+) -> np.ndarray:
     """A wandering line: a vessel, a streak or a hair, in lesion-local units."""
     steps = 8
     points = [start]
@@ -195,7 +210,7 @@ def _network(c: _Canvas, cells: float, warp: np.ndarray, thickness: float) -> np
     return np.clip((thickness - distance) / thickness, 0, 1)
 
 
-def _paint_lesion(c: _Canvas, lesion: _Lesion, image: FloatImage, rng: np.random.Generator) -> None:
+def _paint_lesion(c: _Canvas, lesion: _Lesion, image: FloatImage) -> None:
     """Draw the lesion of ``lesion.label`` onto ``image`` in place."""
     border = np.ones_like(c.theta)
     for k, amplitude, phase in lesion.harmonics:
@@ -228,7 +243,9 @@ def _paint_lesion(c: _Canvas, lesion: _Lesion, image: FloatImage, rng: np.random
     elif label == "BCC":
         _blend(image, inside, colour, 0.75)
         nests = _points_in_disk(local, int(local.integers(3, 6)), 0.7)
-        _blend(image, c.dots(nests, local.uniform(0.1, 0.18, len(nests)), 1.0), (0.3, 0.34, 0.48), 0.85)
+        _blend(
+            image, c.dots(nests, local.uniform(0.1, 0.18, len(nests)), 1.0), (0.3, 0.34, 0.48), 0.85
+        )
         vessels = []
         for a in local.uniform(0, 2 * math.pi, 5):
             trunk = _branch(local, np.array([0.1 * math.cos(a), 0.1 * math.sin(a)]), a, 0.85)
@@ -265,11 +282,10 @@ def _paint_lesion(c: _Canvas, lesion: _Lesion, image: FloatImage, rng: np.random
         _blend(image, inside, colour, 0.8)
         keratin = 1.0 / (1.0 + np.exp(-(0.55 + 0.25 * warp - c.d) / 0.08))
         _blend(image, keratin, (0.96, 0.93, 0.74), 0.95)
-        vessels = _points_in_disk(local, 22, 0.95, 0.55)
-        _blend(image, c.dots(vessels, np.full(22, 0.05), 0.3) * inside, (0.75, 0.05, 0.1), 0.95)
+        dotted = _points_in_disk(local, 22, 0.95, 0.55)
+        _blend(image, c.dots(dotted, np.full(22, 0.05), 0.3) * inside, (0.75, 0.05, 0.1), 0.95)
     else:
         raise ValueError(f"Unknown class {label!r}. Accepted: {', '.join(CLASSES)}.")
-    del rng  # photograph-level randomness is applied by the caller
 
 
 def _photograph(rng: np.random.Generator, lesion: _Lesion, size: int) -> np.ndarray:
@@ -284,8 +300,10 @@ def _photograph(rng: np.random.Generator, lesion: _Lesion, size: int) -> np.ndar
 
     radius_px = lesion.radius * size * rng.uniform(0.88, 1.12)
     offset = rng.uniform(-0.08, 0.08, 2) * size
-    canvas = _Canvas(size, (size / 2 + offset[0], size / 2 + offset[1]), radius_px, rng.uniform(0, 2 * math.pi))
-    _paint_lesion(canvas, lesion, image, rng)
+    canvas = _Canvas(
+        size, (size / 2 + offset[0], size / 2 + offset[1]), radius_px, rng.uniform(0, 2 * math.pi)
+    )
+    _paint_lesion(canvas, lesion, image)
 
     if rng.random() < 0.4:  # hairs cross lesion and skin alike
         hairs = [
@@ -298,7 +316,9 @@ def _photograph(rng: np.random.Generator, lesion: _Lesion, size: int) -> np.ndar
     centre_x, centre_y = size / 2, size / 2
     rr = np.hypot(canvas.xx - centre_x, canvas.yy - centre_y) / (size / 2)
     angle = rng.uniform(0, 2 * math.pi)
-    tilt = ((canvas.xx - centre_x) * math.cos(angle) + (canvas.yy - centre_y) * math.sin(angle)) / size
+    tilt = (
+        (canvas.xx - centre_x) * math.cos(angle) + (canvas.yy - centre_y) * math.sin(angle)
+    ) / size
     light = rng.uniform(0.82, 1.08) * (1 + rng.uniform(0, 0.18) * tilt)
     light = light * (1 - rng.uniform(0.15, 0.45) * np.clip(rr, 0, 1.5) ** 2.5)
     if rng.random() < 0.3:
@@ -375,7 +395,9 @@ def write_sample(
                 str(lesion_rng.choice(SITES)),
             )
         image_id = f"SAMPLE_{number:07d}"
-        pixels = _photograph(np.random.default_rng(photo_seed), lesion_params[lesion_id], image_size)
+        pixels = _photograph(
+            np.random.default_rng(photo_seed), lesion_params[lesion_id], image_size
+        )
         Image.fromarray(pixels).save(images_dir / f"{image_id}.jpg", quality=jpeg_quality)
         label_rows.append([image_id, *("1.0" if c == label else "0.0" for c in CLASSES), "0.0"])
         meta_rows.append([image_id, lesion_id, *lesion_meta[lesion_id]])
@@ -390,4 +412,6 @@ def write_sample(
         writer.writerows(meta_rows)
     counts = {c: sum(1 for label, _, _ in rows if label == c) for c in CLASSES}
     log.info("Wrote %d generated images (%d lesions) to %s", len(rows), len(lesion_params), out_dir)
-    return SampleSummary(root=out_dir, images=len(rows), lesions=len(lesion_params), class_counts=counts)
+    return SampleSummary(
+        root=out_dir, images=len(rows), lesions=len(lesion_params), class_counts=counts
+    )

@@ -1,0 +1,1 @@
+"""The workloads, written against SageMaker's container contract: preprocess, train, evaluate, monitor."""
