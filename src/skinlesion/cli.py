@@ -16,6 +16,7 @@ from skinlesion.logs import configure_logging
 COMMAND_MODULES: tuple[str, ...] = (
     "skinlesion.data.commands",
     "skinlesion.backends.commands",
+    "skinlesion.jobs.evaluate",
 )
 
 log = logging.getLogger(__name__)

@@ -1,0 +1,395 @@
+"""The evaluate processing job: score a model on a dataset split, write metrics and a report.
+
+Runs as a SageMaker processing job (``python -m skinlesion.jobs.evaluate``, paths under
+``/opt/ml/processing``) and as a local subprocess, unchanged. Outputs, in ``--output``:
+
+    metrics.json              flat scalar metrics (balanced_accuracy, auc_MEL, ...; null if undefined)
+    evaluation.json           the full result: confusion matrix, ROC curves, reliability bins, and a
+                              ``multiclass_classification_metrics`` block in the layout of SageMaker's
+                              model quality statistics (the model package's ModelMetrics source)
+    predictions.csv           image, lesion_id, true_label, predicted_label, one probability per class
+    report.html               the self-contained HTML report
+    kfp_metrics.json          finite scalars by name, for KFP ``Metrics.log_metric``
+    kfp_classification.json   ``confusion_matrix`` {categories, matrix} for
+                              ``ClassificationMetrics.log_confusion_matrix`` and ``roc``
+                              {class, fpr, tpr, thresholds} for ``log_roc_curve``
+
+The balanced accuracy is also computed by the ISIC challenge's reference scorer; the job fails,
+writing nothing, if the two differ by more than 1e-6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from skinlesion.config import PRECISIONS
+from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, ml_root, write_failure
+from skinlesion.data.store import SPLITS, read_manifest, read_split
+from skinlesion.logs import configure_logging
+from skinlesion.metrics import (
+    EvaluationResult,
+    check_against_reference,
+    evaluate_predictions,
+    isic_balanced_accuracy,
+)
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+EVALUATION_FILE = "evaluation.json"
+PREDICTIONS_FILE = "predictions.csv"
+REPORT_FILE = "report.html"
+KFP_METRICS_FILE = "kfp_metrics.json"
+KFP_CLASSIFICATION_FILE = "kfp_classification.json"
+OUTPUT_FILES = (
+    METRICS_FILE,
+    EVALUATION_FILE,
+    PREDICTIONS_FILE,
+    REPORT_FILE,
+    KFP_METRICS_FILE,
+    KFP_CLASSIFICATION_FILE,
+)
+
+DEFAULT_DATASET = f"{PROCESSING_INPUT}/dataset"
+DEFAULT_MODEL = f"{PROCESSING_INPUT}/model"
+DEFAULT_OUTPUT = f"{PROCESSING_OUTPUT}/evaluation"
+DEFAULT_ROC_CLASS = "MEL"
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The job's arguments (the SageMaker ProcessingJob's ContainerArguments)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m skinlesion.jobs.evaluate",
+        description="Evaluate a model bundle on a preprocessed dataset split.",
+    )
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the job's options to ``parser`` (shared by the job and the ``skinlesion`` CLI)."""
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        default=Path(DEFAULT_DATASET),
+        help=f"preprocessed dataset folder (default {DEFAULT_DATASET})",
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=Path(DEFAULT_MODEL),
+        help="folder with model.json + model.pt, or with model.tar.gz, or the "
+        f"archive itself (default {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path(DEFAULT_OUTPUT),
+        help=f"where the evaluation files go (default {DEFAULT_OUTPUT})",
+    )
+    parser.add_argument(
+        "--split", default="test", choices=SPLITS, help="which split to score (default test)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=64, help="images per forward pass (default 64)"
+    )
+    parser.add_argument(
+        "--roc-class",
+        default=DEFAULT_ROC_CLASS,
+        help=f"the class whose ROC curve goes to KFP (default {DEFAULT_ROC_CLASS})",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (cuda when available), cpu, cuda or cuda:N"
+    )
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="inference precision (default fp32: bf16 logits tie often enough to cost hits)",
+    )
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run(
+    dataset_dir: Path,
+    model_path: Path,
+    output_dir: Path,
+    split: str = "test",
+    batch_size: int = 64,
+    *,
+    roc_class: str = DEFAULT_ROC_CLASS,
+    device: str = "auto",
+    precision: str = "fp32",
+) -> dict[str, Any]:
+    """Evaluate the model at ``model_path`` on ``split``; write the outputs; return metrics.json."""
+    from skinlesion.artifacts import resolve_model_dir
+    from skinlesion.models import Predictor
+    from skinlesion.report import select_misclassified, write_report
+
+    if split not in SPLITS:
+        raise ValueError(f"Unknown split {split!r}. Accepted: {', '.join(SPLITS)}.")
+    if batch_size < 1:
+        raise ValueError(f"Invalid batch_size {batch_size}: must be >= 1.")
+    dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
+    manifest = read_manifest(dataset_dir)
+    # Loaded, not memory-mapped: every image is read anyway, and torch wants writable arrays.
+    data = read_split(dataset_dir, split, mmap=False)
+    if len(data) == 0:
+        raise ValueError(f"The {split!r} split of {dataset_dir} is empty: nothing to evaluate.")
+
+    with tempfile.TemporaryDirectory(prefix="skinlesion-model-") as scratch:
+        model_dir = resolve_model_dir(Path(model_path), Path(scratch))
+        predictor = Predictor.load(model_dir, device=_device(device), precision=precision)
+        spec = predictor.spec
+        classes = tuple(spec.classes)
+        dataset_classes = tuple(manifest.get("classes", classes))
+        if dataset_classes != classes:
+            raise ValueError(
+                f"The model's classes {list(classes)} differ from the dataset's "
+                f"{list(dataset_classes)}; labels would be misread. Evaluate a model trained on "
+                "this label set."
+            )
+        if roc_class not in classes:
+            raise ValueError(f"Invalid roc_class {roc_class!r}. Accepted: {', '.join(classes)}.")
+        log.info(
+            "Scoring %d %s images with %s (%d px) in batches of %d",
+            len(data),
+            split,
+            spec.architecture,
+            spec.image_size,
+            batch_size,
+        )
+        probabilities = predictor.predict_proba(data.images, batch_size=batch_size)
+
+    labels = np.asarray(data.labels, dtype=np.int64)
+    result = evaluate_predictions(labels, probabilities, classes)
+    reference = isic_balanced_accuracy(labels, probabilities, classes)
+    check_against_reference(result, reference)
+    log.info(
+        "Balanced accuracy %.4f (ISIC scorer %.4f), macro AUC %.4f, ECE %.4f on %d images",
+        result.balanced_accuracy,
+        reference,
+        result.macro_auc,
+        result.ece,
+        result.n_samples,
+    )
+
+    metrics = flat_metrics(result, reference, split)
+    spec_dict = asdict(spec)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(output_dir / METRICS_FILE, metrics)
+    _write_json(
+        output_dir / EVALUATION_FILE,
+        {
+            "split": split,
+            "dataset": str(dataset_dir),
+            "model": spec_dict,
+            "metrics": metrics,
+            "result": result.to_dict(),
+            "multiclass_classification_metrics": model_quality_statistics(result),
+        },
+    )
+    write_predictions(
+        output_dir / PREDICTIONS_FILE,
+        data.image_ids,
+        data.lesion_ids,
+        labels,
+        probabilities,
+        classes,
+    )
+    _write_json(output_dir / KFP_METRICS_FILE, kfp_metrics(metrics))
+    _write_json(output_dir / KFP_CLASSIFICATION_FILE, kfp_classification(result, roc_class))
+    write_report(
+        output_dir / REPORT_FILE,
+        result,
+        reference_balanced_accuracy=reference,
+        model_spec=spec_dict,
+        manifest=manifest,
+        misclassified=select_misclassified(
+            data.images, labels, probabilities, data.image_ids, classes
+        ),
+        subtitle=f"{spec.architecture} {spec.version}".strip() + f" on the {split} split",
+    )
+    log.info("Wrote %s to %s", ", ".join(OUTPUT_FILES), output_dir)
+    return metrics
+
+
+def flat_metrics(result: EvaluationResult, reference: float, split: str) -> dict[str, Any]:
+    """metrics.json: the result's scalars plus the reference score and the split size."""
+    metrics: dict[str, Any] = dict(result.flat_metrics())
+    metrics["balanced_accuracy_isic"] = float(reference)
+    metrics[f"n_{split}"] = result.n_samples
+    return metrics
+
+
+def kfp_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The finite numeric metrics, as KFP's ``Metrics.log_metric`` accepts them."""
+    return {
+        name: float(value)
+        for name, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    }
+
+
+def kfp_classification(result: EvaluationResult, roc_class: str) -> dict[str, Any]:
+    """Arguments for ``log_confusion_matrix(categories, matrix)`` and ``log_roc_curve``.
+
+    ``roc`` holds ``fpr``, ``tpr`` and ``thresholds`` (``log_roc_curve``'s ``threshold``).
+    """
+    curve = result.roc_curves[roc_class]
+    return {
+        "confusion_matrix": {
+            "categories": list(result.classes),
+            "matrix": [list(row) for row in result.confusion_matrix],
+        },
+        "roc": {
+            "class": roc_class,
+            "fpr": list(curve.fpr),
+            "tpr": list(curve.tpr),
+            "thresholds": list(curve.thresholds),
+        },
+    }
+
+
+def model_quality_statistics(result: EvaluationResult) -> dict[str, Any]:
+    """The ``multiclass_classification_metrics`` block of SageMaker's model quality statistics."""
+    n = result.n_samples
+    weighted: dict[str, float] = {"recall": 0.0, "precision": 0.0, "f1": 0.0}
+    for item in result.per_class:
+        share = item.support / n
+        recall = item.sensitivity if math.isfinite(item.sensitivity) else 0.0
+        precision = item.precision if math.isfinite(item.precision) else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        weighted["recall"] += share * recall
+        weighted["precision"] += share * precision
+        weighted["f1"] += share * f1
+    matrix = {
+        true: {pred: int(count) for pred, count in zip(result.classes, row, strict=True)}
+        for true, row in zip(result.classes, result.confusion_matrix, strict=True)
+    }
+    block: dict[str, Any] = {"confusion_matrix": matrix}
+    for name, value in (
+        ("accuracy", result.accuracy),
+        ("balanced_accuracy", result.balanced_accuracy),
+        ("weighted_recall", weighted["recall"]),
+        ("weighted_precision", weighted["precision"]),
+        ("weighted_f1", weighted["f1"]),
+        ("macro_auc", result.macro_auc),
+    ):
+        if math.isfinite(value):
+            block[name] = {"value": float(value)}
+    return block
+
+
+def write_predictions(
+    path: Path,
+    image_ids: Sequence[str],
+    lesion_ids: Sequence[str],
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    classes: Sequence[str],
+) -> Path:
+    """One row per image: ids, true and predicted class codes, one probability column per class."""
+    predicted = np.asarray(probabilities).argmax(axis=1)
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", "lesion_id", "true_label", "predicted_label", *classes])
+        for i, image_id in enumerate(image_ids):
+            writer.writerow(
+                [
+                    image_id,
+                    lesion_ids[i],
+                    classes[int(labels[i])],
+                    classes[int(predicted[i])],
+                    *(f"{p:.6g}" for p in probabilities[i]),
+                ]
+            )
+    return Path(path)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    # allow_nan=False: an undefined metric must already be None, never a non-JSON NaN.
+    path.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the processing container; a failure exits 1 and leaves its reason."""
+    args = get_args_parser().parse_args(argv)
+    configure_logging()
+    try:
+        run(
+            args.dataset,
+            args.model,
+            args.output,
+            split=args.split,
+            batch_size=args.batch_size,
+            roc_class=args.roc_class,
+            device=args.device,
+            precision=args.precision,
+        )
+    except Exception as error:
+        log.exception("Evaluation failed: %s", error)
+        _leave_exit_message(error)
+        return 1
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``skinlesion evaluate`` (the same job, run in this process) to the CLI."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a model on a preprocessed dataset split; write metrics and an HTML report",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=_evaluate_command)
+
+
+def _evaluate_command(args: argparse.Namespace) -> int:
+    metrics = run(
+        args.dataset,
+        args.model,
+        args.output,
+        split=args.split,
+        batch_size=args.batch_size,
+        roc_class=args.roc_class,
+        device=args.device,
+        precision=args.precision,
+    )
+    log.info(
+        "Balanced accuracy %.4f; report: %s",
+        metrics["balanced_accuracy"],
+        args.output / REPORT_FILE,
+    )
+    return 0
+
+
+def _leave_exit_message(error: BaseException) -> None:
+    # SageMaker shows the first 1 KiB of /opt/ml/output/message as the processing job's
+    # ExitMessage; outside a container the folder may not be writable, which is fine.
+    try:
+        write_failure(ml_root() / "output" / "message", error)
+    except OSError as write_error:
+        log.debug("Could not write the exit message: %s", write_error)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
