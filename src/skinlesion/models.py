@@ -147,8 +147,13 @@ def _build_efficientnet_lite0(
 ) -> LesionClassifier:
     from efficientnet_lite_pytorch import EfficientNet
 
+    # batch_norm_momentum 0.9 is PyTorch's momentum 0.1 (the TF default 0.99 is 0.01 here): the
+    # running statistics must move from ImageNet's to dermoscopy's within a short fine-tune.
     network = EfficientNet.from_name(
-        "efficientnet-lite0", num_classes=num_classes, image_size=image_size
+        "efficientnet-lite0",
+        num_classes=num_classes,
+        image_size=image_size,
+        batch_norm_momentum=0.9,
     )
     if pretrained in ("imagenet", "auto"):
         # The same as EfficientNet.from_pretrained(weights_path=...), minus its print() and with
@@ -329,7 +334,9 @@ class Predictor:
         array = np.asarray(images)
         if array.ndim == 3:
             array = array[None]
-        tensor = torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+        if not array.flags.writeable or not array.flags.c_contiguous:  # e.g. a read-only memmap
+            array = np.array(array, copy=True, order="C")
+        tensor = torch.from_numpy(array).to(self.device)
         return model_input(
             tensor, image_size=self.spec.image_size, mean=self.spec.mean, std=self.spec.std
         )

@@ -1,0 +1,613 @@
+"""The training loop: fit(), train_one_epoch(), evaluate(); single process or DDP under torchrun.
+
+Shaped like torchvision's classification reference. Selection and early stopping use validation
+balanced accuracy (mean per-class recall, the ISIC 2019 metric). A full checkpoint after every
+epoch makes a restarted job (a reclaimed spot instance) continue exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+
+from skinlesion.artifacts import ModelSpec
+from skinlesion.config import ConfigError, TrainConfig
+from skinlesion.data.store import read_manifest, read_split
+from skinlesion.models import (
+    LesionClassifier,
+    autocast,
+    autocast_dtype,
+    build_model,
+    normalization,
+    normalize,
+    resize,
+    spec_for,
+    to_unit_float,
+)
+from skinlesion.training.augmentation import BatchAugment
+from skinlesion.training.checkpointing import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+    seed_everything,
+)
+from skinlesion.training.loader import (
+    EpochBatchSampler,
+    FixedBatchSampler,
+    SplitDataset,
+    make_loader,
+    shard_indices,
+)
+from skinlesion.training.reporting import (
+    balanced_accuracy,
+    format_epoch_line,
+    recall_per_class,
+)
+
+log = logging.getLogger(__name__)
+
+# Hyperparameters that shape the trajectory: a checkpoint written under other values cannot be
+# resumed exactly, so resuming from it is refused.
+TRAJECTORY_KEYS = (
+    "architecture",
+    "pretrained",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "image_size",
+    "schedule",
+    "balancing",
+    "label_smoothing",
+    "seed",
+    "augment",
+    "max_steps_per_epoch",
+)
+
+
+class CheckpointMismatchError(ValueError):
+    """The checkpoint found was written by a run with other hyperparameters."""
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process sits in a torchrun launch (rank 0 of 1 when not launched by it)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> DistributedContext:
+        env = os.environ if env is None else env
+        return cls(
+            rank=int(env.get("RANK", 0)),
+            world_size=int(env.get("WORLD_SIZE", 1)),
+            local_rank=int(env.get("LOCAL_RANK", 0)),
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def device(self) -> torch.device:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(self.local_rank)
+            return torch.device("cuda", self.local_rank)
+        return torch.device("cpu")
+
+    def start(self, device: torch.device) -> None:
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+            log.info("Joined process group: rank %d of %d", self.rank, self.world_size)
+
+    def stop(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.enabled:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def gather(self, value: Any) -> list[Any]:
+        if not self.enabled:
+            return [value]
+        gathered: list[Any] = [None] * self.world_size
+        dist.all_gather_object(gathered, value)
+        return gathered
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+
+@dataclass
+class TrainState:
+    """What changes from epoch to epoch, besides the module/optimizer/scheduler states."""
+
+    epoch: int = 0  # epochs completed
+    global_step: int = 0
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+    epochs_without_improvement: int = 0
+    finished: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_model: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class TrainResult:
+    """The outcome of fit(): the best model and how it was reached."""
+
+    model: LesionClassifier  # holds the best epoch's weights
+    spec: ModelSpec
+    history: list[dict[str, Any]]
+    best_epoch: int
+    epochs_completed: int
+    stopped_early: bool
+    interrupted: bool  # stopped on request after a checkpoint (a resume drill)
+    resumed_from_epoch: int
+    is_main: bool
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How uint8 batches become network input."""
+
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels_last: bool
+
+    def finish(self, images: torch.Tensor) -> torch.Tensor:
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        return normalize(images, self.mean, self.std).contiguous(memory_format=memory_format)
+
+    def plain(self, images: torch.Tensor) -> torch.Tensor:
+        return self.finish(resize(to_unit_float(images), self.image_size))
+
+
+def show_progress(is_main: bool) -> bool:
+    """Progress bars only for a person at a terminal, never in SageMaker's logs."""
+    on_sagemaker = "TRAINING_JOB_NAME" in os.environ or "SM_TRAINING_ENV" in os.environ
+    return is_main and not on_sagemaker and sys.stderr.isatty()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    scaler: torch.amp.GradScaler,
+    loader: torch.utils.data.DataLoader[Any],
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    inputs: InputSpec,
+    augment: BatchAugment | None,
+    epoch: int,
+    progress: bool = False,
+) -> dict[str, float]:
+    """One pass over ``loader``; the scheduler steps per batch. Returns loss, images, speed."""
+    from tqdm import tqdm
+
+    model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    seen = 0
+    started = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
+    for images, labels in bar:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        if augment is not None:
+            x = inputs.finish(augment(to_unit_float(images)))
+        else:
+            x = inputs.plain(images)
+        with autocast(device, dtype):
+            logits = model(x)
+        loss = criterion(logits.float(), labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"Training loss became {loss.item()} at epoch {epoch}; lower learning_rate "
+                "or use precision=fp32."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loss_sum += loss.detach().double() * len(labels)
+        seen += len(labels)
+        if progress:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    return {
+        "train_loss": float(loss_sum.item() / max(seen, 1)),
+        "images": float(seen),
+        "seconds": seconds,
+        "images_per_sec": seen / seconds if seconds > 0 else 0.0,
+        "lr": float(scheduler.get_last_lr()[0]),
+    }
+
+
+def evaluate(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader[Any],
+    *,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    inputs: InputSpec,
+    num_classes: int,
+    distributed: DistributedContext | None = None,
+) -> dict[str, Any]:
+    """Loss, accuracy, balanced accuracy and per-class recall; sums over ranks under DDP."""
+    distributed = distributed or DistributedContext()
+    model.eval()
+    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    with torch.inference_mode():
+        for images, labels in loader:
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            with autocast(device, dtype):
+                logits = model(inputs.plain(images))
+            logits = logits.float()
+            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
+            flat = labels * num_classes + logits.argmax(dim=1)
+            confusion += torch.bincount(flat, minlength=num_classes * num_classes)
+    distributed.sum(confusion)
+    distributed.sum(loss_sum)
+    matrix = confusion.view(num_classes, num_classes).cpu().numpy()
+    total = int(matrix.sum())
+    recalls = recall_per_class(matrix)
+    return {
+        "val_loss": float(loss_sum.item() / max(total, 1)),
+        "val_accuracy": float(np.trace(matrix) / max(total, 1)),
+        "val_balanced_accuracy": balanced_accuracy(matrix),
+        "val_recall": [None if np.isnan(r) else float(r) for r in recalls],
+        "val_confusion": matrix.tolist(),
+    }
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, total_steps: int
+) -> LRScheduler:
+    """Per-step schedule: one-cycle, or linear warm-up (5% of steps) then cosine to zero."""
+    if config.schedule == "onecycle":
+        return OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=total_steps)
+    if config.schedule == "cosine":
+        warmup = max(1, round(0.05 * total_steps))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = (step - warmup) / max(1, total_steps - warmup)
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+        return LambdaLR(optimizer, factor)
+    raise ConfigError(f"Invalid schedule {config.schedule!r}. Accepted: cosine, onecycle.")
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases and normalisation parameters."""
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (decay if parameter.ndim > 1 else no_decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": config.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=config.learning_rate)
+
+
+def _class_weights(manifest: Mapping[str, Any], labels: np.ndarray, num_classes: int) -> np.ndarray:
+    weights = manifest.get("class_weights")
+    if weights is None or len(weights) != num_classes:
+        counts = np.bincount(labels, minlength=num_classes).astype(float)
+        weights = np.where(counts > 0, counts.sum() / np.maximum(counts, 1), 0.0)
+        weights = weights / weights[counts > 0].mean()
+    return np.asarray(weights, dtype=np.float64)
+
+
+def _check_resumable(checkpoint: Mapping[str, Any], config: TrainConfig, path: Path) -> None:
+    saved = checkpoint.get("config", {})
+    current = config.to_hyperparameters()
+    differing = [k for k in TRAJECTORY_KEYS if saved.get(k) != current.get(k)]
+    if differing:
+        details = ", ".join(f"{k}: {saved.get(k)} -> {current.get(k)}" for k in differing)
+        raise CheckpointMismatchError(
+            f"The checkpoint in {path} was written with other hyperparameters ({details}). "
+            "Resume with the same hyperparameters, or use an empty checkpoint location."
+        )
+
+
+def fit(
+    config: TrainConfig,
+    dataset_dir: Path,
+    *,
+    checkpoint_dir: Path | None = None,
+    stop_after_epoch: int | None = None,
+    distributed: DistributedContext | None = None,
+) -> TrainResult:
+    """Train on ``dataset_dir``'s train split, select on its val split; resume if checkpointed.
+
+    ``stop_after_epoch``: return (interrupted) right after that epoch's checkpoint, as a
+    reclaimed spot instance would stop; a later call with the same checkpoint dir continues.
+    """
+    distributed = distributed or DistributedContext.from_environment()
+    device = distributed.device()
+    distributed.start(device)
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        return _fit(
+            config, Path(dataset_dir), checkpoint_dir, stop_after_epoch, distributed, device
+        )
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
+        distributed.stop()
+
+
+def _fit(
+    config: TrainConfig,
+    dataset_dir: Path,
+    checkpoint_dir: Path | None,
+    stop_after_epoch: int | None,
+    distributed: DistributedContext,
+    device: torch.device,
+) -> TrainResult:
+    num_workers = config.num_workers
+    if config.deterministic:
+        # cuBLAS needs this before its first use to be deterministic.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        num_workers = 0
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    dtype = autocast_dtype(config.precision, device)
+
+    manifest = read_manifest(dataset_dir)
+    classes = tuple(manifest["classes"])
+    num_classes = len(classes)
+    train_split = read_split(dataset_dir, "train")
+    val_split = read_split(dataset_dir, "val")
+    mean, std = normalization(config.architecture)
+    inputs = InputSpec(config.image_size, mean, std, config.channels_last)
+    log.info(
+        "Training %s (%s, %d px) on %s: %d train / %d val images, %d classes, autocast %s, "
+        "world size %d",
+        config.architecture,
+        config.pretrained,
+        config.image_size,
+        device,
+        len(train_split),
+        len(val_split),
+        num_classes,
+        dtype or "off (fp32)",
+        distributed.world_size,
+    )
+
+    seed_everything(config.seed)
+    if distributed.local_rank == 0:  # one download per host, then the others read the cache
+        model = build_model(config.architecture, num_classes, config.pretrained, config.image_size)
+    distributed.barrier()
+    if distributed.local_rank != 0:
+        model = build_model(config.architecture, num_classes, config.pretrained, config.image_size)
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    network: nn.Module = model
+    if distributed.enabled:
+        network = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    seed_everything(config.seed + distributed.rank)  # distinct dropout masks per rank
+
+    class_weights = _class_weights(manifest, train_split.labels, num_classes)
+    criterion = nn.CrossEntropyLoss(
+        weight=(
+            torch.tensor(class_weights, dtype=torch.float32, device=device)
+            if config.balancing == "weighted_loss"
+            else None
+        ),
+        label_smoothing=config.label_smoothing,
+    )
+    sampler = EpochBatchSampler(
+        len(train_split),
+        config.batch_size,
+        weights=class_weights[train_split.labels] if config.balancing == "sampler" else None,
+        seed=config.seed,
+        rank=distributed.rank,
+        world_size=distributed.world_size,
+        max_batches=config.max_steps_per_epoch,
+    )
+    pin = device.type == "cuda"
+    train_loader = make_loader(
+        SplitDataset(train_split.images, train_split.labels),
+        sampler,
+        num_workers=num_workers,
+        pin_memory=pin,
+    )
+    val_loader = make_loader(
+        SplitDataset(val_split.images, val_split.labels),
+        FixedBatchSampler(
+            shard_indices(len(val_split), distributed.rank, distributed.world_size),
+            config.batch_size * 2,
+        ),
+        num_workers=num_workers,
+        pin_memory=pin,
+    )
+    steps_per_epoch = len(sampler)
+    optimizer = make_optimizer(network, config)
+    scheduler = make_scheduler(optimizer, config, config.epochs * steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+    augment = BatchAugment(config.image_size, seed=config.seed + distributed.rank)
+    generators = {"augment": augment.generator}
+
+    state = TrainState()
+    resumed_from = 0
+    checkpoint = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if checkpoint is not None and checkpoint_dir is not None:
+        _check_resumable(checkpoint, config, checkpoint_dir)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        sampler.load_state_dict(checkpoint["sampler"])
+        state = TrainState(**checkpoint["train_state"])
+        rng = checkpoint["rng"]
+        if len(rng) == distributed.world_size:
+            restore_rng_state(rng[distributed.rank], generators)
+        else:
+            log.warning(
+                "Checkpoint has RNG states of %d ranks, this run has %d: reseeding, so the "
+                "resumed run will not replay the original exactly.",
+                len(rng),
+                distributed.world_size,
+            )
+            seed_everything(config.seed + 7919 * state.epoch + distributed.rank)
+            augment.generator.manual_seed(config.seed + 7919 * state.epoch + distributed.rank)
+        resumed_from = state.epoch
+        log.info(
+            "Resuming from %s: %d of %d epochs done, best val_balanced_accuracy %.4f (epoch %d)",
+            checkpoint_dir,
+            state.epoch,
+            config.epochs,
+            state.best_metric,
+            state.best_epoch,
+        )
+
+    progress = show_progress(distributed.is_main)
+    interrupted = False
+    while not state.finished and state.epoch < config.epochs:
+        epoch = state.epoch + 1
+        sampler.set_epoch(epoch)
+        train_stats = train_one_epoch(
+            network,
+            criterion,
+            optimizer,
+            scheduler,
+            scaler,
+            train_loader,
+            device=device,
+            dtype=dtype,
+            inputs=inputs,
+            augment=augment if config.augment else None,
+            epoch=epoch,
+            progress=progress,
+        )
+        val_stats = evaluate(
+            network,
+            val_loader,
+            device=device,
+            dtype=dtype,
+            inputs=inputs,
+            num_classes=num_classes,
+            distributed=distributed,
+        )
+        state.epoch = epoch
+        state.global_step += steps_per_epoch
+        # Over all ranks: the loss of every image seen, the speed of the whole job.
+        loss_sum, images, speed = distributed.sum(
+            torch.tensor(
+                [
+                    train_stats["train_loss"] * train_stats["images"],
+                    train_stats["images"],
+                    train_stats["images_per_sec"],
+                ],
+                dtype=torch.float64,
+                device=device,
+            )
+        ).tolist()
+        train_stats |= {"train_loss": loss_sum / max(images, 1.0), "images": images}
+        record = {"epoch": epoch, **train_stats, **val_stats, "images_per_sec": speed}
+        state.history.append(record)
+        metric = val_stats["val_balanced_accuracy"]
+        if metric > state.best_metric:
+            state.best_metric, state.best_epoch = metric, epoch
+            state.epochs_without_improvement = 0
+            state.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            state.epochs_without_improvement += 1
+        if distributed.is_main:
+            log.info("%s", format_epoch_line(record))
+        stop_early = config.patience > 0 and state.epochs_without_improvement >= config.patience
+        if stop_early:
+            log.info(
+                "Stopping early: val_balanced_accuracy has not improved for %d epochs "
+                "(best %.4f at epoch %d)",
+                config.patience,
+                state.best_metric,
+                state.best_epoch,
+            )
+        state.finished = stop_early or state.epoch >= config.epochs
+        rng_states = distributed.gather(capture_rng_state(generators))
+        if checkpoint_dir is not None and distributed.is_main:
+            save_checkpoint(
+                {
+                    "config": config.to_hyperparameters(),
+                    "world_size": distributed.world_size,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "sampler": sampler.state_dict(),
+                    "train_state": vars(state),
+                    "rng": rng_states,
+                },
+                checkpoint_dir,
+            )
+        distributed.barrier()
+        if stop_after_epoch is not None and epoch >= stop_after_epoch and not state.finished:
+            log.warning("Stopping after epoch %d as requested; the checkpoint resumes it.", epoch)
+            interrupted = True
+            break
+
+    if state.best_model:
+        model.load_state_dict(state.best_model)
+    best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
+    metrics = {
+        "val_balanced_accuracy": float(best.get("val_balanced_accuracy", 0.0)),
+        "val_accuracy": float(best.get("val_accuracy", 0.0)),
+        "val_loss": float(best.get("val_loss", 0.0)),
+        "train_loss": float(best.get("train_loss", 0.0)),
+        "best_epoch": float(state.best_epoch),
+        "epochs_completed": float(state.epoch),
+        "train_images_per_sec": float(
+            np.mean([h["images_per_sec"] for h in state.history]) if state.history else 0.0
+        ),
+    }
+    return TrainResult(
+        model=model,
+        spec=spec_for(config.architecture, config.image_size, classes, **metrics),
+        history=state.history,
+        best_epoch=state.best_epoch,
+        epochs_completed=state.epoch,
+        stopped_early=state.finished and state.epoch < config.epochs,
+        interrupted=interrupted,
+        resumed_from_epoch=resumed_from,
+        is_main=distributed.is_main,
+    )

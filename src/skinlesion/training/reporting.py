@@ -1,0 +1,57 @@
+"""Metric lines in the log that SageMaker's MetricDefinitions regexes parse, and their regexes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+_NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+
+# The order and names of the fields of an epoch line; each becomes a SageMaker metric.
+EPOCH_FIELDS: tuple[tuple[str, str, str], ...] = (
+    # (key in the line, SageMaker metric name, format)
+    ("epoch", "epoch", "d"),
+    ("train_loss", "train:loss", ".4f"),
+    ("val_loss", "validation:loss", ".4f"),
+    ("val_accuracy", "validation:accuracy", ".4f"),
+    ("val_balanced_accuracy", "validation:balanced_accuracy", ".4f"),
+    ("lr", "learning_rate", ".6g"),
+    ("images_per_sec", "train:images_per_sec", ".1f"),
+)
+
+METRIC_DEFINITIONS: list[dict[str, str]] = [
+    # \b keeps "val_loss" from matching inside "train_loss=" and vice versa.
+    {"Name": name, "Regex": rf"\b{key}={_NUMBER}"}
+    for key, name, _ in EPOCH_FIELDS
+]
+
+
+def format_epoch_line(values: Mapping[str, float]) -> str:
+    """``epoch=3 train_loss=0.5120 val_loss=0.6010 ... images_per_sec=153.2`` (fields present)."""
+    parts = []
+    for key, _, fmt in EPOCH_FIELDS:
+        if key in values:
+            value = int(values[key]) if fmt == "d" else float(values[key])
+            parts.append(f"{key}={value:{fmt}}")
+    return " ".join(parts)
+
+
+def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
+    """Counts (C, C): row = true class, column = predicted class."""
+    flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predictions, np.int64)
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def recall_per_class(confusion: np.ndarray) -> np.ndarray:
+    """Recall of each class; NaN for a class with no true samples."""
+    support = confusion.sum(axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
+
+
+def balanced_accuracy(confusion: np.ndarray) -> float:
+    """Mean recall over the classes that occur (ISIC's balanced multiclass accuracy)."""
+    recalls = recall_per_class(confusion)
+    present = ~np.isnan(recalls)
+    return float(recalls[present].mean()) if present.any() else 0.0
