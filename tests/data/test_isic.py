@@ -104,6 +104,15 @@ def test_csv_without_unk_column_and_lesion_id_in_labels(sample_copy: Path) -> No
     assert all(r.lesion_id == f"L{r.image}" for r in result.records)
 
 
+def test_image_without_lesion_id_is_its_own_lesion_and_noted(sample_copy: Path) -> None:
+    header, meta = read_rows(sample_copy / "metadata.csv")
+    meta[0][1] = ""  # as for the non-HAM10000 images of ISIC 2019
+    write_rows(sample_copy / "metadata.csv", header, meta[:-1])  # and one image not listed
+    report = validate_dataset(sample_copy, decode=False).report
+    assert report.problems["missing_lesion_id"].count == 2
+    assert report.valid_rows == N_ROWS and report.excluded_rows == 0
+
+
 def test_without_metadata_each_image_is_its_own_lesion(sample_copy: Path) -> None:
     (sample_copy / "metadata.csv").unlink()
     result = validate_dataset(sample_copy, decode=False)

@@ -35,7 +35,7 @@ OPTIONAL_LABEL_COLUMNS = (UNKNOWN, "lesion_id")
 EXAMPLES = 10
 
 # Problem names, in the order the report lists them. Each one excludes the row except
-# ``unknown_column`` (the column is ignored) and ``missing_metadata`` (the image is its own lesion).
+# ``unknown_column`` (the column is ignored) and ``missing_lesion_id`` (the image is its own lesion).
 PROBLEMS = (
     "missing_image",
     "unreadable_image",
@@ -46,9 +46,9 @@ PROBLEMS = (
     "invalid_label_value",
     "empty_id",
     "unknown_column",
-    "missing_metadata",
+    "missing_lesion_id",
 )
-NON_EXCLUDING = ("unknown_column", "missing_metadata")
+NON_EXCLUDING = ("unknown_column", "missing_lesion_id")
 
 
 class DataValidationError(ValueError):
@@ -355,7 +355,7 @@ def read_isic(
         lesion_id = lesion or lesions.get(image_id)
         if lesion_id is None:
             if source.metadata_csv is not None:
-                report.note("missing_metadata", image_id)
+                report.note("missing_lesion_id", image_id)
             lesion_id = image_id
         records.append(IsicRecord(image=image_id, label=label, lesion_id=lesion_id, path=path))
     return records, report
