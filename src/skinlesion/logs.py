@@ -9,12 +9,24 @@ import sys
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at emit time (pytest swaps it between tests)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # type: ignore[no-untyped-def]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+
 def configure_logging(level: str | int | None = None) -> None:
     """Send log records to stderr once; ``SKINLESION_LOG_LEVEL`` overrides the default INFO."""
     chosen = level or os.environ.get("SKINLESION_LOG_LEVEL", "INFO")
     root = logging.getLogger()
     if not any(getattr(h, "_skinlesion", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.setFormatter(logging.Formatter(FORMAT))
         handler._skinlesion = True  # type: ignore[attr-defined]
         root.addHandler(handler)
