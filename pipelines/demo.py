@@ -78,8 +78,9 @@ def classify_over_http(url: str, images: list[tuple[Path, str]]) -> list[tuple[s
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             body = json.loads(response.read())
-        top = body["top_class"]
-        results.append((path.stem, top, float(body["probabilities"][top])))
+        prediction = body["predictions"][0]
+        top = prediction["top_class"]
+        results.append((path.stem, top, float(prediction["probabilities"][top])))
     return results
 
 
