@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,3 +47,41 @@ def preprocessed_dataset(sample_data_dir: Path, tmp_path_factory: pytest.TempPat
     output = tmp_path_factory.mktemp("preprocessed") / "dataset"
     run(sample_data_dir, output, PreprocessConfig(image_size=64, workers=1), progress=False)
     return output
+
+
+# --- AWS emulator (tests/aws/moto_server.py): shared by the aws tests and the pipeline tests ---
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """A moto server on a free loopback port for the whole session; yields its endpoint URL.
+
+    Fake credentials go into os.environ for the session, so no test can reach real AWS. Reset
+    it between tests with the ``moto_endpoint`` fixture.
+    """
+    from tests.aws.moto_server import MotoServer, fake_credentials
+
+    server = MotoServer()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in fake_credentials().items():
+            patch.setenv(name, value)
+        for name in (
+            "AWS_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+        ):
+            patch.delenv(name, raising=False)
+        server.start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def moto_endpoint(moto_server: str) -> str:
+    """The moto server's URL, emptied of every resource before the test."""
+    from tests.aws.moto_server import MotoServer
+
+    server = MotoServer(port=int(moto_server.rsplit(":", 1)[1]))
+    server.reset()
+    return moto_server

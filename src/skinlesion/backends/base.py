@@ -30,6 +30,10 @@ class PreprocessRequest:
     config: PreprocessConfig = field(default_factory=PreprocessConfig)
     labels: str = ""  # a ground-truth CSV relative to data_uri; empty: labels.csv
     job_name: str = ""
+    # Name the SageMaker job deterministically (a retried step finds its job again): the KFP run
+    # id (dsl.PIPELINE_JOB_ID_PLACEHOLDER) and task name (dsl.PIPELINE_TASK_NAME_PLACEHOLDER).
+    run_id: str = ""
+    task_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,10 @@ class TrainRequest:
     config: TrainConfig = field(default_factory=TrainConfig)
     checkpoint_uri: str = ""  # empty: a fresh location per job
     job_name: str = ""
+    # Name the SageMaker job deterministically (a retried step finds its job again): the KFP run
+    # id (dsl.PIPELINE_JOB_ID_PLACEHOLDER) and task name (dsl.PIPELINE_TASK_NAME_PLACEHOLDER).
+    run_id: str = ""
+    task_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,10 @@ class EvaluateRequest:
     model_uri: str
     output_uri: str  # evaluation folder: metrics.json, predictions.csv, report.html
     job_name: str = ""
+    # Name the SageMaker job deterministically (a retried step finds its job again): the KFP run
+    # id (dsl.PIPELINE_JOB_ID_PLACEHOLDER) and task name (dsl.PIPELINE_TASK_NAME_PLACEHOLDER).
+    run_id: str = ""
+    task_name: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,311 @@
+"""The SageMaker backend: each pipeline stage as a SageMaker job, registry call or endpoint."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from skinlesion.aws import AwsClients
+from skinlesion.backends.base import (
+    ApprovalStatus,
+    Backend,
+    DeployRequest,
+    Endpoint,
+    EvaluateRequest,
+    JobResult,
+    ModelVersion,
+    PreprocessRequest,
+    RegisterRequest,
+    TrainRequest,
+)
+from skinlesion.backends.sagemaker.deployment import EndpointDeployer
+from skinlesion.backends.sagemaker.errors import JobOutputMissingError
+from skinlesion.backends.sagemaker.job_requests import (
+    JobContext,
+    evaluate_job_request,
+    preprocess_job_request,
+    training_job_request,
+)
+from skinlesion.backends.sagemaker.naming import job_name
+from skinlesion.backends.sagemaker.registry import METRICS_FILE, ModelRegistry
+from skinlesion.backends.sagemaker.runners import (
+    JobRunner,
+    JobState,
+    ProcessingJobRunner,
+    TrainingJobRunner,
+)
+from skinlesion.backends.sagemaker.s3 import S3DataPlane, S3Uri, is_s3_uri, join_uri
+from skinlesion.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MANIFEST_FILE = "manifest.json"
+REQUIRED_FOR_JOBS = (
+    "region",
+    "sagemaker_execution_role_arn",
+    "models_bucket",
+    "training_image_repository_url",
+)
+REQUIRED_FOR_REGISTRY = ("region", "models_bucket", "inference_image_repository_url")
+REQUIRED_FOR_DEPLOY = ("region", "sagemaker_execution_role_arn")
+
+
+def console_url(region: str, kind: str, name: str) -> str:
+    """The SageMaker console page of a job (``processing-jobs`` or ``jobs``)."""
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{kind}/{name}"
+
+
+class SageMakerBackend(Backend):
+    """Runs the pipeline's stages on SageMaker through boto3."""
+
+    name = "sagemaker"
+
+    def __init__(
+        self,
+        settings: Settings,
+        clients: AwsClients,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        log_page_size: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.sleep = sleep
+        self.clock = clock
+        self.log_page_size = log_page_size
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> SageMakerBackend:
+        """Settings from Terraform's outputs and SKINLESION_* (read now), and their clients."""
+        settings = Settings.from_environment(env)
+        settings.require("region")
+        return cls(settings, AwsClients.from_settings(settings))
+
+    # --- parts, built on first use ------------------------------------------------------------
+    @property
+    def data_plane(self) -> S3DataPlane:
+        return S3DataPlane(
+            self.clients.client("s3"),
+            self.settings.staging_root,
+            kms_key_id=self.settings.kms_key_arn,
+        )
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return ModelRegistry(self.clients.client("sagemaker"), self.data_plane, self.settings)
+
+    @property
+    def deployer(self) -> EndpointDeployer:
+        return EndpointDeployer(
+            self.clients.client("sagemaker"),
+            self.clients.client("application-autoscaling"),
+            self.clients.client("cloudwatch"),
+            self.settings,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
+
+    def _runner(self, runner: type[JobRunner]) -> JobRunner:
+        return runner(
+            self.clients.client("sagemaker"),
+            self.clients.client("logs"),
+            poll_seconds=self.settings.poll_seconds,
+            timeout_seconds=self.settings.effective_job_timeout_seconds,
+            max_attempts=self.settings.max_job_attempts,
+            log_page_size=self.log_page_size,
+            sleep=self.sleep,
+            clock=self.clock,
+        )
+
+    def artifact_location(self, path: str, uri: str) -> str:
+        """The artifact's s3:// URI when it has one (SageMaker reads and writes it directly)."""
+        return uri if is_s3_uri(uri) else path
+
+    def _job_name(
+        self, stage: str, explicit: str, run_id: str, task_name: str
+    ) -> tuple[str, JobContext]:
+        run = run_id or self.settings.run_id
+        context = JobContext(stage=stage, run_id=run, task_name=task_name or stage)
+        name = job_name(
+            stage,
+            prefix=self.settings.name_prefix,
+            run_id=run,
+            task_name=task_name,
+            explicit=explicit,
+        )
+        return name, context
+
+    # --- jobs -----------------------------------------------------------------------------
+    def preprocess(self, request: PreprocessRequest) -> JobResult:
+        """A processing job running ``skinlesion.jobs.preprocess``."""
+        self.settings.require(*REQUIRED_FOR_JOBS)
+        name, context = self._job_name(
+            "preprocess", request.job_name, request.run_id, request.task_name
+        )
+        plane = self.data_plane
+        data_uri = plane.input_uri(request.data_uri, job_name=name, name="data")
+        output_uri = plane.output_uri(request.output_uri, job_name=name, name="dataset")
+        params = preprocess_job_request(
+            self.settings,
+            request,
+            job_name=name,
+            data_uri=data_uri,
+            output_uri=output_uri,
+            context=context,
+        )
+        state = self._runner(ProcessingJobRunner).run(params)
+        dataset = self._deliver(output_uri, request.output_uri)
+        manifest = self._read_json(join_uri(output_uri, MANIFEST_FILE))
+        return JobResult(
+            job_name=state.name,
+            status=str(state.status),
+            outputs={"dataset": dataset},
+            details={
+                **self._job_details(state, "processing-jobs"),
+                "splits": manifest.get("splits", {}),
+            },
+        )
+
+    def train(self, request: TrainRequest) -> JobResult:
+        """A (spot) training job running ``skinlesion.jobs.train``; checkpoints survive retries."""
+        self.settings.require(*REQUIRED_FOR_JOBS)
+        name, context = self._job_name("train", request.job_name, request.run_id, request.task_name)
+        plane = self.data_plane
+        dataset_uri = plane.input_uri(request.dataset_uri, job_name=name, name="dataset")
+        output_path = plane.output_uri(request.model_uri, job_name=name, name="model")
+        # One checkpoint prefix per step, shared by its attempts: a retry resumes where the
+        # previous attempt (or the spot instance that was reclaimed) stopped.
+        checkpoint_uri = request.checkpoint_uri or str(
+            S3Uri.parse(self.settings.checkpoint_root).join(name)
+        )
+        params = training_job_request(
+            self.settings,
+            request,
+            job_name=name,
+            dataset_uri=dataset_uri,
+            output_path=output_path,
+            checkpoint_uri=checkpoint_uri,
+            context=context,
+        )
+        state = self._runner(TrainingJobRunner).run(params)
+        description = state.description
+        archive = str(description.get("ModelArtifacts", {}).get("S3ModelArtifacts", ""))
+        if not archive:
+            raise JobOutputMissingError(
+                f"Training job {state.name} completed without ModelArtifacts."
+            )
+        model_data = archive
+        if not is_s3_uri(request.model_uri):
+            model_data = str(self._download_file(archive, Path(request.model_uri)))
+        metrics = {
+            m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList", [])
+        }
+        details = self._job_details(state, "jobs")
+        training_seconds = description.get("TrainingTimeInSeconds")
+        billable_seconds = description.get("BillableTimeInSeconds")
+        if training_seconds and billable_seconds is not None:
+            details["spot_savings"] = round(1 - billable_seconds / training_seconds, 4)
+        details.update(
+            {
+                "checkpoint_uri": checkpoint_uri,
+                "training_seconds": training_seconds or 0,
+                "billable_seconds": billable_seconds or 0,
+            }
+        )
+        return JobResult(
+            job_name=state.name,
+            status=str(state.status),
+            outputs={"model_data": model_data, "model_data_s3": archive},
+            metrics=metrics,
+            details=details,
+        )
+
+    def evaluate(self, request: EvaluateRequest) -> JobResult:
+        """A processing job running ``skinlesion.jobs.evaluate``; returns metrics.json's numbers."""
+        self.settings.require(*REQUIRED_FOR_JOBS)
+        name, context = self._job_name(
+            "evaluate", request.job_name, request.run_id, request.task_name
+        )
+        plane = self.data_plane
+        dataset_uri = plane.input_uri(request.dataset_uri, job_name=name, name="dataset")
+        model_uri = plane.input_uri(request.model_uri, job_name=name, name="model")
+        output_uri = plane.output_uri(request.output_uri, job_name=name, name="evaluation")
+        params = evaluate_job_request(
+            self.settings,
+            request,
+            job_name=name,
+            dataset_uri=dataset_uri,
+            model_uri=model_uri,
+            output_uri=output_uri,
+            context=context,
+        )
+        state = self._runner(ProcessingJobRunner).run(params)
+        metrics = self._read_json(join_uri(output_uri, METRICS_FILE))
+        evaluation = self._deliver(output_uri, request.output_uri)
+        return JobResult(
+            job_name=state.name,
+            status=str(state.status),
+            outputs={"evaluation": evaluation},
+            metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+            details=self._job_details(state, "processing-jobs"),
+        )
+
+    # --- registry -------------------------------------------------------------------------
+    def register(self, request: RegisterRequest) -> ModelVersion:
+        """A Model Package version in its group; approval decided against the approved ones."""
+        self.settings.require(*REQUIRED_FOR_REGISTRY)
+        return self.registry.register(request)
+
+    def list_versions(self, model_group: str) -> list[ModelVersion]:
+        """Every version of the group, oldest first."""
+        return self.registry.list_versions(model_group or self.settings.model_package_group_name)
+
+    def set_approval_status(self, model_version_arn: str, status: ApprovalStatus) -> ModelVersion:
+        """Approve or reject a version by hand."""
+        return self.registry.set_approval_status(model_version_arn, status)
+
+    # --- endpoints ------------------------------------------------------------------------
+    def deploy(self, request: DeployRequest) -> Endpoint:
+        """Deploy an Approved version: create or blue/green update, InService, autoscaling."""
+        self.settings.require(*REQUIRED_FOR_DEPLOY)
+        return self.deployer.deploy(request)
+
+    def delete_endpoint(self, endpoint_name: str) -> None:
+        """Delete the endpoint, its autoscaling and its config."""
+        self.deployer.delete(endpoint_name)
+
+    # --- helpers --------------------------------------------------------------------------
+    def _job_details(self, state: JobState, console_kind: str) -> dict[str, Any]:
+        arn_key = "TrainingJobArn" if console_kind == "jobs" else "ProcessingJobArn"
+        return {
+            "job_arn": str(state.description.get(arn_key, "")),
+            "console_url": console_url(self.settings.region, console_kind, state.name),
+        }
+
+    def _read_json(self, uri: str) -> dict[str, Any]:
+        if is_s3_uri(uri):
+            value = self.data_plane.read_json(uri)
+        else:
+            path = Path(uri)
+            if not path.exists():
+                raise JobOutputMissingError(f"No {path.name} at {uri}.")
+            value = json.loads(path.read_text())
+        if not isinstance(value, dict):
+            raise JobOutputMissingError(f"{uri} holds a {type(value).__name__}, not a JSON object.")
+        return value
+
+    def _deliver(self, s3_uri: str, requested: str) -> str:
+        """Download a job's S3 output to the local path that was asked for, if it was local."""
+        if is_s3_uri(requested):
+            return requested
+        self.data_plane.download(s3_uri, Path(requested))
+        return requested
+
+    def _download_file(self, s3_uri: str, folder: Path) -> Path:
+        self.data_plane.download(s3_uri, folder)
+        return folder / s3_uri.rsplit("/", 1)[-1]

@@ -1,0 +1,470 @@
+"""Endpoints: a Model from an Approved package, an EndpointConfig with data capture, create or
+blue/green update with auto-rollback on CloudWatch alarms, InService, target tracking scaling."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from skinlesion.backends.base import ApprovalStatus, DeployRequest, Endpoint
+from skinlesion.backends.sagemaker.errors import (
+    DeploymentError,
+    ModelNotApprovedError,
+    is_not_found,
+)
+from skinlesion.backends.sagemaker.naming import check_job_name, digest, resource_name
+from skinlesion.backends.sagemaker.validation import validate_request
+from skinlesion.settings import Settings
+
+log = logging.getLogger(__name__)
+
+VARIANT = "AllTraffic"
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
+BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
+BROKEN = frozenset({"Failed", "UpdateRollbackFailed", "OutOfService"})
+MAX_ROLLBACK_ALARMS = 10
+
+
+def invocation_url(region: str, endpoint_name: str) -> str:
+    """The HTTPS URL that InvokeEndpoint posts to."""
+    return f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{endpoint_name}/invocations"
+
+
+def scaling_resource_id(endpoint_name: str, variant: str = VARIANT) -> str:
+    """Application Auto Scaling's id of an endpoint variant."""
+    return f"endpoint/{endpoint_name}/variant/{variant}"
+
+
+class EndpointDeployer:
+    """Deploys Approved model packages to real-time endpoints and scales them."""
+
+    def __init__(
+        self,
+        sagemaker: Any,
+        autoscaling: Any,
+        cloudwatch: Any,
+        settings: Settings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sagemaker = sagemaker
+        self.autoscaling = autoscaling
+        self.cloudwatch = cloudwatch
+        self.settings = settings
+        self.sleep = sleep
+        self.clock = clock
+
+    def _call(self, client: Any, operation: str, method: str, **params: Any) -> Any:
+        validate_request(client.meta.service_model, operation, params)
+        return getattr(client, method)(**params)
+
+    # --- deploy ---------------------------------------------------------------------------
+    def deploy(self, request: DeployRequest) -> Endpoint:
+        """Serve ``request.model_version_arn`` at ``request.endpoint_name``; return it InService."""
+        check_deploy_request(request)
+        package = self.sagemaker.describe_model_package(ModelPackageName=request.model_version_arn)
+        status = package.get("ModelApprovalStatus", "")
+        if status != ApprovalStatus.APPROVED.value:
+            raise ModelNotApprovedError(
+                f"Model package {request.model_version_arn} is {status or 'without a status'}; only "
+                "Approved packages are deployed. Approve it first (UpdateModelPackage)."
+            )
+        model_name = self.ensure_model(request.endpoint_name, package)
+        capture_uri = request.capture_uri or self.settings.default_capture_uri
+        config_name = self.ensure_endpoint_config(request, model_name, capture_uri)
+        current = self.describe_endpoint(request.endpoint_name)
+        if current is not None and current["EndpointStatus"] in BUSY:
+            log.info(
+                "Endpoint %s is %s; waiting before changing it",
+                request.endpoint_name,
+                current["EndpointStatus"],
+            )
+            current = self._wait_settled(request.endpoint_name)
+        if current is not None and current["EndpointStatus"] in BROKEN:
+            log.warning(
+                "Endpoint %s is %s: deleting it to create it again",
+                request.endpoint_name,
+                current["EndpointStatus"],
+            )
+            self.sagemaker.delete_endpoint(EndpointName=request.endpoint_name)
+            self._wait_deleted(request.endpoint_name)
+            current = None
+        alarms: list[str] = []
+        if current is None:
+            self._call(
+                self.sagemaker,
+                "CreateEndpoint",
+                "create_endpoint",
+                EndpointName=request.endpoint_name,
+                EndpointConfigName=config_name,
+                Tags=self.resource_tags(request.model_version_arn),
+            )
+            log.info("Creating endpoint %s with %s", request.endpoint_name, config_name)
+        elif current["EndpointConfigName"] == config_name:
+            log.info("Endpoint %s already serves %s", request.endpoint_name, config_name)
+        else:
+            alarms = self.update(request, current, config_name)
+        final = self.wait_in_service(request.endpoint_name, config_name)
+        policy_arn = self.autoscale(request)
+        return Endpoint(
+            name=request.endpoint_name,
+            url=invocation_url(self.settings.region, request.endpoint_name),
+            status=str(final["EndpointStatus"]),
+            model_version_arn=request.model_version_arn,
+            capture_uri=capture_uri,
+            details={
+                "endpoint_arn": final.get("EndpointArn", ""),
+                "endpoint_config": config_name,
+                "model": model_name,
+                "variant": VARIANT,
+                "scaling_policy_arn": policy_arn,
+                "rollback_alarms": alarms,
+            },
+        )
+
+    def model_name(self, endpoint_name: str, package: Mapping[str, Any]) -> str:
+        """The Model's name: endpoint, package version and a hash of what the model is made of."""
+        fingerprint = digest(
+            package["ModelPackageArn"],
+            self.settings.sagemaker_execution_role_arn,
+            ",".join(self.settings.subnet_ids),
+            ",".join(self.settings.security_group_ids),
+            str(self.settings.network_isolation),
+            chars=8,
+        )
+        return resource_name(
+            endpoint_name, f"v{package.get('ModelPackageVersion', 0)}", fingerprint
+        )
+
+    def ensure_model(self, endpoint_name: str, package: Mapping[str, Any]) -> str:
+        """The SageMaker Model of a package, created once."""
+        arn = package["ModelPackageArn"]
+        name = self.model_name(endpoint_name, package)
+        if self._exists(self.sagemaker.describe_model, ModelName=name):
+            return name
+        params: dict[str, Any] = {
+            "ModelName": name,
+            "PrimaryContainer": {"ModelPackageName": arn},
+            "ExecutionRoleArn": self.settings.sagemaker_execution_role_arn,
+            "EnableNetworkIsolation": self.settings.network_isolation,
+            "Tags": self.resource_tags(arn),
+        }
+        if self.settings.subnet_ids:
+            params["VpcConfig"] = {
+                "SecurityGroupIds": list(self.settings.security_group_ids),
+                "Subnets": list(self.settings.subnet_ids),
+            }
+        self._call(self.sagemaker, "CreateModel", "create_model", **params)
+        log.info("Created model %s from %s", name, arn)
+        return name
+
+    def endpoint_config_request(
+        self, request: DeployRequest, model_name: str, capture_uri: str
+    ) -> dict[str, Any]:
+        """The CreateEndpointConfig request; its name hashes its content, so it is reused."""
+        variant = {
+            "VariantName": VARIANT,
+            "ModelName": model_name,
+            "InitialInstanceCount": request.min_instances,
+            "InstanceType": request.instance_type,
+            "InitialVariantWeight": 1.0,
+        }
+        params: dict[str, Any] = {"ProductionVariants": [variant]}
+        if capture_uri:
+            capture: dict[str, Any] = {
+                "EnableCapture": True,
+                "InitialSamplingPercentage": request.capture_percentage,
+                "DestinationS3Uri": capture_uri,
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+            }
+            if self.settings.kms_key_arn:
+                capture["KmsKeyId"] = self.settings.kms_key_arn
+            params["DataCaptureConfig"] = capture
+        if self.settings.kms_key_arn:
+            params["KmsKeyId"] = self.settings.kms_key_arn
+        fingerprint = digest(json.dumps(params, sort_keys=True), chars=8)
+        params = {
+            "EndpointConfigName": resource_name(request.endpoint_name, fingerprint),
+            **params,
+            "Tags": self.resource_tags(request.model_version_arn),
+        }
+        return params
+
+    def ensure_endpoint_config(
+        self, request: DeployRequest, model_name: str, capture_uri: str
+    ) -> str:
+        """Create the endpoint config unless one with the same content exists."""
+        params = self.endpoint_config_request(request, model_name, capture_uri)
+        name = str(params["EndpointConfigName"])
+        if not self._exists(self.sagemaker.describe_endpoint_config, EndpointConfigName=name):
+            self._call(self.sagemaker, "CreateEndpointConfig", "create_endpoint_config", **params)
+            log.info("Created endpoint config %s (capture to %s)", name, capture_uri or "nowhere")
+        return name
+
+    def update_request(
+        self, endpoint_name: str, config_name: str, alarms: list[str]
+    ) -> dict[str, Any]:
+        """The UpdateEndpoint request: blue/green, all at once, baked while the alarms watch."""
+        deployment: dict[str, Any] = {
+            "BlueGreenUpdatePolicy": {
+                "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+                "TerminationWaitInSeconds": self.settings.blue_green_bake_seconds,
+                "MaximumExecutionTimeoutInSeconds": max(
+                    600, min(28800, self.settings.endpoint_timeout_seconds)
+                ),
+            }
+        }
+        if alarms:
+            deployment["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in alarms]}
+        return {
+            "EndpointName": endpoint_name,
+            "EndpointConfigName": config_name,
+            "RetainAllVariantProperties": False,
+            "DeploymentConfig": deployment,
+        }
+
+    def update(
+        self, request: DeployRequest, current: Mapping[str, Any], config_name: str
+    ) -> list[str]:
+        """Blue/green update to ``config_name``; returns the alarms that can roll it back."""
+        old_config = self.sagemaker.describe_endpoint_config(
+            EndpointConfigName=current["EndpointConfigName"]
+        )
+        old_types = {v.get("InstanceType") for v in old_config.get("ProductionVariants", [])}
+        if old_types != {request.instance_type}:
+            # Application Auto Scaling refuses an update that changes a scaled variant's type.
+            self.remove_autoscaling(request.endpoint_name)
+        alarms = self.rollback_alarms(request.endpoint_name)
+        if not alarms:
+            log.warning(
+                "No CloudWatch alarm watches endpoint %s: the blue/green update cannot roll back "
+                "on its own. Create alarms (terraform observability) or set SKINLESION_ROLLBACK_ALARM_NAMES.",
+                request.endpoint_name,
+            )
+        params = self.update_request(request.endpoint_name, config_name, alarms)
+        self._call(self.sagemaker, "UpdateEndpoint", "update_endpoint", **params)
+        log.info(
+            "Updating endpoint %s from %s to %s (blue/green, rollback alarms: %s)",
+            request.endpoint_name,
+            current["EndpointConfigName"],
+            config_name,
+            ", ".join(alarms) or "none",
+        )
+        return alarms
+
+    def rollback_alarms(self, endpoint_name: str) -> list[str]:
+        """Alarms on this endpoint's SageMaker metrics, plus the configured ones (at most 10)."""
+        names = list(self.settings.rollback_alarm_names)
+        paginator = self.cloudwatch.get_paginator("describe_alarms")
+        for page in paginator.paginate(AlarmTypes=["MetricAlarm"]):
+            for alarm in page.get("MetricAlarms", []):
+                dimensions = {d["Name"]: d["Value"] for d in alarm.get("Dimensions", [])}
+                if (
+                    alarm.get("Namespace") == "AWS/SageMaker"
+                    and dimensions.get("EndpointName") == endpoint_name
+                ):
+                    names.append(alarm["AlarmName"])
+        unique = list(dict.fromkeys(names))
+        if len(unique) > MAX_ROLLBACK_ALARMS:
+            log.warning(
+                "%d alarms found; SageMaker takes %d: %s",
+                len(unique),
+                MAX_ROLLBACK_ALARMS,
+                unique[MAX_ROLLBACK_ALARMS:],
+            )
+        return unique[:MAX_ROLLBACK_ALARMS]
+
+    # --- waiting --------------------------------------------------------------------------
+    def describe_endpoint(self, name: str) -> Mapping[str, Any] | None:
+        """DescribeEndpoint, or None when there is no such endpoint."""
+        try:
+            description: Mapping[str, Any] = self.sagemaker.describe_endpoint(EndpointName=name)
+        except ClientError as error:
+            if is_not_found(error):
+                return None
+            raise
+        return description
+
+    def wait_in_service(self, name: str, config_name: str) -> Mapping[str, Any]:
+        """Poll until InService on ``config_name``; a rollback or a failure raises DeploymentError."""
+        description = self._wait_settled(name)
+        if description is None:
+            raise DeploymentError(f"Endpoint {name} disappeared while it was being deployed.")
+        status = description["EndpointStatus"]
+        reason = description.get("FailureReason", "")
+        if status != "InService":
+            raise DeploymentError(f"Endpoint {name} is {status}: {reason or '(no FailureReason)'}")
+        if description["EndpointConfigName"] != config_name:
+            raise DeploymentError(
+                f"Endpoint {name} was rolled back to {description['EndpointConfigName']} instead of "
+                f"serving {config_name}: {reason or 'an alarm fired during the blue/green bake'}"
+            )
+        log.info("Endpoint %s is InService on %s", name, config_name)
+        return description
+
+    def _wait_settled(self, name: str) -> Mapping[str, Any] | None:
+        deadline = self.clock() + self.settings.endpoint_timeout_seconds
+        last = ""
+        while True:
+            description = self.describe_endpoint(name)
+            if description is None:
+                return None
+            status = description["EndpointStatus"]
+            if status != last:
+                log.info("Endpoint %s: %s", name, status)
+                last = status
+            if status not in BUSY:
+                return description
+            if self.clock() >= deadline:
+                raise DeploymentError(
+                    f"Endpoint {name} still {status} after {self.settings.endpoint_timeout_seconds} s; "
+                    "raise SKINLESION_ENDPOINT_TIMEOUT_SECONDS to wait longer."
+                )
+            self.sleep(self.settings.poll_seconds)
+
+    def _wait_deleted(self, name: str) -> None:
+        deadline = self.clock() + self.settings.endpoint_timeout_seconds
+        while self.describe_endpoint(name) is not None:
+            if self.clock() >= deadline:
+                raise DeploymentError(f"Endpoint {name} was not deleted within the timeout.")
+            self.sleep(self.settings.poll_seconds)
+
+    # --- autoscaling ----------------------------------------------------------------------
+    def autoscale(self, request: DeployRequest) -> str:
+        """Target tracking on invocations per instance between min and max instances."""
+        resource_id = scaling_resource_id(request.endpoint_name)
+        self._call(
+            self.autoscaling,
+            "RegisterScalableTarget",
+            "register_scalable_target",
+            ServiceNamespace="sagemaker",
+            ResourceId=resource_id,
+            ScalableDimension=SCALABLE_DIMENSION,
+            MinCapacity=request.min_instances,
+            MaxCapacity=request.max_instances,
+        )
+        response = self._call(
+            self.autoscaling,
+            "PutScalingPolicy",
+            "put_scaling_policy",
+            **self.scaling_policy_request(request),
+        )
+        log.info(
+            "Endpoint %s scales %d-%d instances at %d invocations per instance",
+            request.endpoint_name,
+            request.min_instances,
+            request.max_instances,
+            request.target_invocations_per_instance,
+        )
+        return str(response.get("PolicyARN", ""))
+
+    def scaling_policy_request(self, request: DeployRequest) -> dict[str, Any]:
+        """The PutScalingPolicy request of an endpoint."""
+        return {
+            "PolicyName": f"{request.endpoint_name}-invocations-per-instance",
+            "ServiceNamespace": "sagemaker",
+            "ResourceId": scaling_resource_id(request.endpoint_name),
+            "ScalableDimension": SCALABLE_DIMENSION,
+            "PolicyType": "TargetTrackingScaling",
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": float(request.target_invocations_per_instance),
+                "PredefinedMetricSpecification": {"PredefinedMetricType": SCALING_METRIC},
+                "ScaleInCooldown": self.settings.scale_in_cooldown_seconds,
+                "ScaleOutCooldown": self.settings.scale_out_cooldown_seconds,
+            },
+        }
+
+    def remove_autoscaling(self, endpoint_name: str) -> None:
+        """Delete the variant's scaling policies, then deregister it; nothing registered is fine."""
+        resource_id = scaling_resource_id(endpoint_name)
+        policies = self.autoscaling.describe_scaling_policies(
+            ServiceNamespace="sagemaker",
+            ResourceId=resource_id,
+            ScalableDimension=SCALABLE_DIMENSION,
+        ).get("ScalingPolicies", [])
+        for policy in policies:
+            self.autoscaling.delete_scaling_policy(
+                PolicyName=policy["PolicyName"],
+                ServiceNamespace="sagemaker",
+                ResourceId=resource_id,
+                ScalableDimension=SCALABLE_DIMENSION,
+            )
+        try:
+            self.autoscaling.deregister_scalable_target(
+                ServiceNamespace="sagemaker",
+                ResourceId=resource_id,
+                ScalableDimension=SCALABLE_DIMENSION,
+            )
+            log.info("Removed endpoint %s from auto scaling", endpoint_name)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            message = error.response.get("Error", {}).get("Message", "")
+            if code != "ObjectNotFoundException" and "No scalable target" not in message:
+                raise
+
+    # --- delete ---------------------------------------------------------------------------
+    def delete(self, endpoint_name: str) -> None:
+        """Delete the endpoint, its scaling and its config; a missing endpoint is fine."""
+        self.remove_autoscaling(endpoint_name)
+        description = self.describe_endpoint(endpoint_name)
+        if description is None:
+            log.info("Endpoint %s does not exist; nothing to delete", endpoint_name)
+            return
+        self.sagemaker.delete_endpoint(EndpointName=endpoint_name)
+        try:
+            self.sagemaker.delete_endpoint_config(
+                EndpointConfigName=description["EndpointConfigName"]
+            )
+        except ClientError as error:
+            if not is_not_found(error):
+                raise
+        log.info(
+            "Deleted endpoint %s and its config %s",
+            endpoint_name,
+            description["EndpointConfigName"],
+        )
+
+    # --- helpers --------------------------------------------------------------------------
+    def _exists(self, describe: Callable[..., Any], **params: str) -> bool:
+        try:
+            describe(**params)
+        except ClientError as error:
+            if is_not_found(error):
+                return False
+            raise
+        return True
+
+    def resource_tags(self, model_version_arn: str) -> list[dict[str, str]]:
+        return [
+            {"Key": "skinlesion:prefix", "Value": self.settings.name_prefix},
+            {"Key": "skinlesion:model-package", "Value": model_version_arn[:256]},
+        ]
+
+
+def check_deploy_request(request: DeployRequest) -> None:
+    """Raise ValueError naming the bad field and the accepted range."""
+    check_job_name(request.endpoint_name, reserve=0)
+    if request.min_instances < 1:
+        raise ValueError(f"Invalid min_instances {request.min_instances}: must be >= 1.")
+    if request.max_instances < request.min_instances:
+        raise ValueError(
+            f"Invalid max_instances {request.max_instances}: must be >= min_instances ({request.min_instances})."
+        )
+    if not 0 <= request.capture_percentage <= 100:
+        raise ValueError(f"Invalid capture_percentage {request.capture_percentage}: 0 to 100.")
+    if request.target_invocations_per_instance <= 0:
+        raise ValueError(
+            f"Invalid target_invocations_per_instance {request.target_invocations_per_instance}: must be > 0."
+        )
+    if not request.instance_type.startswith("ml."):
+        raise ValueError(
+            f"Invalid instance_type {request.instance_type!r}: a type such as ml.m5.large."
+        )

@@ -1,0 +1,110 @@
+"""The exceptions of the SageMaker backend, each saying what went wrong and what is accepted."""
+
+from __future__ import annotations
+
+from botocore.exceptions import ClientError
+
+_NOT_FOUND_CODES = frozenset(
+    {"ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NotFound", "404"}
+)
+_NOT_FOUND_WORDS = ("could not find", "does not exist", "not found", "cannot find")
+
+
+class SageMakerBackendError(RuntimeError):
+    """Base class of the errors below."""
+
+
+class RequestValidationError(SageMakerBackendError, ValueError):
+    """A request breaks the service model's rules (required, enum, pattern, length, range)."""
+
+    def __init__(self, operation: str, problems: list[str]) -> None:
+        self.operation = operation
+        self.problems = problems
+        listed = "\n  - ".join(problems)
+        super().__init__(f"{operation} request is invalid:\n  - {listed}")
+
+
+class JobFailedError(SageMakerBackendError):
+    """The job ended Failed; ``failure_reason`` is SageMaker's FailureReason, verbatim."""
+
+    def __init__(
+        self, kind: str, job_name: str, failure_reason: str, exit_message: str = ""
+    ) -> None:
+        self.kind = kind
+        self.job_name = job_name
+        self.failure_reason = failure_reason
+        self.exit_message = exit_message
+        message = f"SageMaker {kind} {job_name} failed: {failure_reason or '(no FailureReason)'}"
+        if exit_message:
+            message += f"\nExitMessage: {exit_message}"
+        super().__init__(message)
+
+
+class JobStoppedError(SageMakerBackendError):
+    """The job ended Stopped (by a user, by us, or spot capacity that never came back)."""
+
+    def __init__(self, kind: str, job_name: str, secondary_status: str = "") -> None:
+        self.kind = kind
+        self.job_name = job_name
+        self.secondary_status = secondary_status
+        detail = f" ({secondary_status})" if secondary_status else ""
+        super().__init__(f"SageMaker {kind} {job_name} was stopped{detail}.")
+
+
+class JobTimeoutError(SageMakerBackendError, TimeoutError):
+    """The step waited longer than its wall-clock limit; the job was asked to stop."""
+
+    def __init__(self, kind: str, job_name: str, timeout_seconds: float) -> None:
+        self.kind = kind
+        self.job_name = job_name
+        self.timeout_seconds = timeout_seconds
+        super().__init__(
+            f"SageMaker {kind} {job_name} did not finish within {timeout_seconds:.0f} s; "
+            "it was asked to stop. Raise SKINLESION_JOB_TIMEOUT_SECONDS to wait longer."
+        )
+
+
+class JobInterruptedError(SageMakerBackendError):
+    """The step got SIGTERM or SIGINT (a run cancelled in Kubeflow); the job was asked to stop."""
+
+    def __init__(self, kind: str, job_name: str, signal_name: str) -> None:
+        self.kind = kind
+        self.job_name = job_name
+        self.signal_name = signal_name
+        super().__init__(f"{signal_name} received: stopped SageMaker {kind} {job_name}.")
+
+
+class JobAttemptsExhaustedError(SageMakerBackendError):
+    """Every attempt name of a step is taken by a failed or stopped job."""
+
+
+class JobOutputMissingError(SageMakerBackendError, FileNotFoundError):
+    """A job completed but the output that the next step needs is not where it should be."""
+
+
+class ModelNotApprovedError(SageMakerBackendError, ValueError):
+    """Deployment asked for a model package that is not Approved."""
+
+
+class DeploymentError(SageMakerBackendError):
+    """The endpoint ended Failed, or a blue/green update was rolled back."""
+
+
+def is_not_found(error: ClientError) -> bool:
+    """True when a ClientError says the resource does not exist (SageMaker uses several forms)."""
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "").lower()
+    if code in _NOT_FOUND_CODES:
+        return True
+    return code == "ValidationException" and any(w in message for w in _NOT_FOUND_WORDS)
+
+
+def is_already_exists(error: ClientError) -> bool:
+    """True when a create call failed because the resource is already there."""
+    code = error.response.get("Error", {}).get("Code", "")
+    message = error.response.get("Error", {}).get("Message", "").lower()
+    if code in ("ResourceInUse", "ResourceInUseException", "ConflictException"):
+        return True
+    return code == "ValidationException" and (
+        "already exist" in message or "cannot create a duplicate" in message
+    )

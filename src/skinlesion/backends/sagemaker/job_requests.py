@@ -1,0 +1,246 @@
+"""The request dicts of the three jobs, built from the settings and the step's S3 locations.
+
+Pure functions: no clients, no environment. Every s3:// URI goes into the request unchanged (a
+channel, a ProcessingInput or an output path), and hyperparameters come from
+``TrainConfig.to_hyperparameters()`` only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from skinlesion.backends.base import EvaluateRequest, PreprocessRequest, TrainRequest
+from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT
+from skinlesion.settings import Settings
+from skinlesion.training import METRIC_DEFINITIONS
+
+PYTHON = "python"
+PREPROCESS_MODULE = "skinlesion.jobs.preprocess"
+TRAIN_MODULE = "skinlesion.jobs.train"
+EVALUATE_MODULE = "skinlesion.jobs.evaluate"
+TRAIN_CHANNEL = "train"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+JOB_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "SKINLESION_LOG_LEVEL": "INFO"}
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """Who asked for a job: tagged on it so it can be traced back to its pipeline run."""
+
+    stage: str
+    run_id: str = ""
+    task_name: str = ""
+
+    def tags(self) -> list[dict[str, str]]:
+        """SageMaker tags (empty values left out: a tag value may be empty, noise is not useful)."""
+        pairs = [
+            ("skinlesion:stage", self.stage),
+            ("skinlesion:run-id", self.run_id),
+            ("skinlesion:task", self.task_name),
+        ]
+        return [{"Key": k, "Value": v} for k, v in pairs if v]
+
+
+def processing_input(name: str, s3_uri: str) -> dict[str, Any]:
+    """A ProcessingInput that mounts an S3 prefix under /opt/ml/processing/input/<name>."""
+    return {
+        "InputName": name,
+        "S3Input": {
+            "S3Uri": s3_uri,
+            "LocalPath": f"{PROCESSING_INPUT}/{name}",
+            "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "FullyReplicated",
+        },
+    }
+
+
+def processing_output(name: str, s3_uri: str) -> dict[str, Any]:
+    """A ProcessingOutput that uploads /opt/ml/processing/output/<name> to an S3 prefix."""
+    return {
+        "OutputName": name,
+        "S3Output": {
+            "S3Uri": s3_uri,
+            "LocalPath": f"{PROCESSING_OUTPUT}/{name}",
+            "S3UploadMode": "EndOfJob",
+        },
+    }
+
+
+def vpc_config(settings: Settings) -> dict[str, Any]:
+    """The VpcConfig member, or nothing when no subnets are set."""
+    if not settings.subnet_ids:
+        return {}
+    return {
+        "VpcConfig": {
+            "SecurityGroupIds": list(settings.security_group_ids),
+            "Subnets": list(settings.subnet_ids),
+        }
+    }
+
+
+def processing_job_request(
+    settings: Settings,
+    *,
+    job_name: str,
+    module: str,
+    arguments: list[str],
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    context: JobContext,
+) -> dict[str, Any]:
+    """CreateProcessingJob for ``python -m <module> <arguments>`` in the training image."""
+    cluster: dict[str, Any] = {
+        "InstanceCount": 1,
+        "InstanceType": settings.processing_instance_type,
+        "VolumeSizeInGB": settings.processing_volume_size_gb,
+    }
+    output_config: dict[str, Any] = {"Outputs": outputs}
+    if settings.kms_key_arn:
+        cluster["VolumeKmsKeyId"] = settings.kms_key_arn
+        output_config["KmsKeyId"] = settings.kms_key_arn
+    request: dict[str, Any] = {
+        "ProcessingJobName": job_name,
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": output_config,
+        "ProcessingResources": {"ClusterConfig": cluster},
+        "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_seconds},
+        "AppSpecification": {
+            "ImageUri": settings.training_image_uri,
+            "ContainerEntrypoint": [PYTHON, "-m", module],
+            "ContainerArguments": arguments,
+        },
+        "Environment": dict(JOB_ENVIRONMENT),
+        "NetworkConfig": {
+            "EnableInterContainerTrafficEncryption": settings.inter_container_encryption,
+            "EnableNetworkIsolation": settings.network_isolation,
+            **vpc_config(settings),
+        },
+        "RoleArn": settings.sagemaker_execution_role_arn,
+    }
+    tags = context.tags()
+    if tags:
+        request["Tags"] = tags
+    return request
+
+
+def preprocess_job_request(
+    settings: Settings,
+    request: PreprocessRequest,
+    *,
+    job_name: str,
+    data_uri: str,
+    output_uri: str,
+    context: JobContext,
+) -> dict[str, Any]:
+    """The preprocessing job: the ISIC folder in, the dataset folder out."""
+    data_path = f"{PROCESSING_INPUT}/data"
+    output_path = f"{PROCESSING_OUTPUT}/dataset"
+    arguments = ["--input", data_path, "--output", output_path]
+    if request.labels:
+        arguments += ["--labels", request.labels]
+    arguments += ["--source-uri", request.data_uri]
+    for f in dataclasses.fields(request.config):
+        arguments += [f"--{f.name.replace('_', '-')}", str(getattr(request.config, f.name))]
+    return processing_job_request(
+        settings,
+        job_name=job_name,
+        module=PREPROCESS_MODULE,
+        arguments=arguments,
+        inputs=[processing_input("data", data_uri)],
+        outputs=[processing_output("dataset", output_uri)],
+        context=context,
+    )
+
+
+def evaluate_job_request(
+    settings: Settings,
+    request: EvaluateRequest,
+    *,
+    job_name: str,
+    dataset_uri: str,
+    model_uri: str,
+    output_uri: str,
+    context: JobContext,
+) -> dict[str, Any]:
+    """The evaluation job: dataset and model (model.tar.gz) in, the evaluation folder out."""
+    arguments = [
+        "--dataset", f"{PROCESSING_INPUT}/dataset",
+        "--model", f"{PROCESSING_INPUT}/model",
+        "--output", f"{PROCESSING_OUTPUT}/evaluation",
+    ]  # fmt: skip
+    return processing_job_request(
+        settings,
+        job_name=job_name,
+        module=EVALUATE_MODULE,
+        arguments=arguments,
+        inputs=[processing_input("dataset", dataset_uri), processing_input("model", model_uri)],
+        outputs=[processing_output("evaluation", output_uri)],
+        context=context,
+    )
+
+
+def training_job_request(
+    settings: Settings,
+    request: TrainRequest,
+    *,
+    job_name: str,
+    dataset_uri: str,
+    output_path: str,
+    checkpoint_uri: str,
+    context: JobContext,
+) -> dict[str, Any]:
+    """CreateTrainingJob: the dataset prefix as channel "train"; SageMaker writes
+    ``<output_path>/<job>/output/model.tar.gz``; checkpoints sync with ``checkpoint_uri``."""
+    resources: dict[str, Any] = {
+        "InstanceType": settings.training_instance_type,
+        "InstanceCount": 1,
+        "VolumeSizeInGB": settings.training_volume_size_gb,
+    }
+    output: dict[str, Any] = {"S3OutputPath": output_path}
+    if settings.kms_key_arn:
+        resources["VolumeKmsKeyId"] = settings.kms_key_arn
+        output["KmsKeyId"] = settings.kms_key_arn
+    stopping: dict[str, Any] = {"MaxRuntimeInSeconds": settings.max_runtime_seconds}
+    if settings.spot_training:
+        stopping["MaxWaitTimeInSeconds"] = settings.effective_max_wait_seconds
+    training: dict[str, Any] = {
+        "TrainingJobName": job_name,
+        "AlgorithmSpecification": {
+            "TrainingImage": settings.training_image_uri,
+            "TrainingInputMode": "File",
+            "ContainerEntrypoint": [PYTHON, "-m", TRAIN_MODULE],
+            "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
+            "EnableSageMakerMetricsTimeSeries": True,
+        },
+        "RoleArn": settings.sagemaker_execution_role_arn,
+        "HyperParameters": request.config.to_hyperparameters(),
+        "InputDataConfig": [
+            {
+                "ChannelName": TRAIN_CHANNEL,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": dataset_uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "InputMode": "File",
+            }
+        ],
+        "OutputDataConfig": output,
+        "ResourceConfig": resources,
+        "StoppingCondition": stopping,
+        "EnableNetworkIsolation": settings.network_isolation,
+        "EnableInterContainerTrafficEncryption": settings.inter_container_encryption,
+        "EnableManagedSpotTraining": settings.spot_training,
+        "CheckpointConfig": {"S3Uri": checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH},
+        "Environment": dict(JOB_ENVIRONMENT),
+        **vpc_config(settings),
+    }
+    tags = context.tags()
+    if tags:
+        training["Tags"] = tags
+    return training

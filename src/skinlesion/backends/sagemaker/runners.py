@@ -1,0 +1,309 @@
+"""The life of a SageMaker job: create or re-attach, wait, stream logs, stop on SIGTERM or timeout.
+
+``JobRunner`` owns all of it; ``ProcessingJobRunner`` and ``TrainingJobRunner`` only say how their
+kind of job is created, described and stopped.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import enum
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, ClassVar
+
+from botocore.exceptions import ClientError
+
+from skinlesion.backends.sagemaker.cloudwatch import (
+    PROCESSING_LOG_GROUP,
+    TRAINING_LOG_GROUP,
+    LogSink,
+    LogStreamer,
+    log_line,
+)
+from skinlesion.backends.sagemaker.errors import (
+    JobAttemptsExhaustedError,
+    JobFailedError,
+    JobInterruptedError,
+    JobStoppedError,
+    JobTimeoutError,
+    is_not_found,
+)
+from skinlesion.backends.sagemaker.naming import attempt_name
+from skinlesion.backends.sagemaker.validation import validate_request
+
+log = logging.getLogger(__name__)
+
+
+class JobStatus(enum.StrEnum):
+    """The primary status of a SageMaker processing or training job."""
+
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job will not change any more."""
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED)
+
+
+@dataclass(frozen=True)
+class JobState:
+    """One look at a job: its status and why, plus the whole Describe response."""
+
+    name: str
+    status: JobStatus
+    secondary_status: str = ""
+    failure_reason: str = ""
+    exit_message: str = ""
+    description: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+class JobRunner(abc.ABC):
+    """Runs one SageMaker job to its end. Subclasses implement the four hooks.
+
+    ``run(request)`` creates the job named in the request, unless a job of that name exists: a
+    running one is re-attached to, a completed one is reused, a failed or stopped one makes the
+    next attempt name (``-a2``...) be tried. While waiting it streams the job's CloudWatch logs,
+    stops the job on SIGTERM/SIGINT and after ``timeout_seconds``, and raises with FailureReason
+    verbatim when the job fails.
+    """
+
+    kind: ClassVar[str]
+    name_field: ClassVar[str]
+    create_operation: ClassVar[str]
+    log_group: ClassVar[str]
+
+    def __init__(
+        self,
+        sagemaker: Any,
+        logs: Any,
+        *,
+        poll_seconds: float = 15.0,
+        timeout_seconds: float = 24 * 3600,
+        max_attempts: int = 3,
+        log_sink: LogSink = log_line,
+        log_page_size: int | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sagemaker = sagemaker
+        self.logs = logs
+        self.poll_seconds = poll_seconds
+        self.timeout_seconds = timeout_seconds
+        self.max_attempts = max_attempts
+        self.log_sink = log_sink
+        self.log_page_size = log_page_size
+        self.sleep = sleep
+        self.clock = clock
+
+    # --- hooks ------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def _create(self, request: Mapping[str, Any]) -> None:
+        """Send the create call."""
+
+    @abc.abstractmethod
+    def _describe(self, name: str) -> Mapping[str, Any]:
+        """The Describe response (raises ClientError when there is no such job)."""
+
+    @abc.abstractmethod
+    def _stop(self, name: str) -> None:
+        """Send the stop call."""
+
+    @abc.abstractmethod
+    def _state(self, name: str, description: Mapping[str, Any]) -> JobState:
+        """Read the typed state out of a Describe response."""
+
+    # --- the life of a job ------------------------------------------------------------------
+    def run(self, request: Mapping[str, Any]) -> JobState:
+        """Create (or find again) the job of ``request``, wait for its end, return its final state."""
+        validate_request(self.sagemaker.meta.service_model, self.create_operation, request)
+        name, state = self._attach_or_create(request)
+        if state is not None and state.status is JobStatus.COMPLETED:
+            return state
+        return self.wait(name)
+
+    def _attach_or_create(self, request: Mapping[str, Any]) -> tuple[str, JobState | None]:
+        base = request[self.name_field]
+        for attempt in range(1, self.max_attempts + 1):
+            name = attempt_name(base, attempt)
+            state = self.find(name)
+            if state is None:
+                self._create({**request, self.name_field: name})
+                log.info("Created SageMaker %s %s", self.kind, name)
+                return name, None
+            if state.status is JobStatus.COMPLETED:
+                log.info("SageMaker %s %s already completed: reusing its outputs", self.kind, name)
+                return name, state
+            if state.status is JobStatus.IN_PROGRESS:
+                log.info(
+                    "Re-attaching to SageMaker %s %s (%s)", self.kind, name, state.secondary_status
+                )
+                return name, state
+            if state.status is JobStatus.STOPPING:
+                state = self._wait_quietly(name)
+            log.warning(
+                "SageMaker %s %s ended %s%s; trying the next attempt",
+                self.kind,
+                name,
+                state.status,
+                f": {state.failure_reason}" if state.failure_reason else "",
+            )
+        raise JobAttemptsExhaustedError(
+            f"Every attempt of SageMaker {self.kind} {base} ({self.max_attempts}: {base}, "
+            f"{attempt_name(base, 2)}, ...) failed or was stopped. Raise "
+            "SKINLESION_MAX_JOB_ATTEMPTS or use a new pipeline run."
+        )
+
+    def find(self, name: str) -> JobState | None:
+        """The job's state, or None when no job has this name."""
+        try:
+            return self._state(name, self._describe(name))
+        except ClientError as error:
+            if is_not_found(error):
+                return None
+            raise
+
+    def wait(self, name: str) -> JobState:
+        """Poll until the job ends, streaming its logs; raise unless it completed."""
+        deadline = self.clock() + self.timeout_seconds
+        streamer = LogStreamer(
+            self.logs, self.log_group, name, sink=self.log_sink, page_size=self.log_page_size
+        )
+        seen: tuple[str, str] | None = None
+        with self._stop_on_signals(name):
+            while True:
+                state = self._state(name, self._describe(name))
+                if (state.status, state.secondary_status) != seen:
+                    seen = (state.status, state.secondary_status)
+                    detail = f" / {state.secondary_status}" if state.secondary_status else ""
+                    log.info("SageMaker %s %s: %s%s", self.kind, name, state.status, detail)
+                self._stream(streamer)
+                if state.status.terminal:
+                    break
+                if self.clock() >= deadline:
+                    self._stop_quietly(name)
+                    raise JobTimeoutError(self.kind, name, self.timeout_seconds)
+                self.sleep(self.poll_seconds)
+        self._stream(streamer)  # lines that reached CloudWatch after the last poll
+        return self._raise_for(state)
+
+    def _stream(self, streamer: LogStreamer) -> None:
+        try:
+            streamer.poll()
+        except ClientError as error:
+            # Logs are for people; a log hiccup must not fail the step.
+            log.warning("Could not read the logs of %s: %s", streamer.job_name, error)
+
+    def _wait_quietly(self, name: str) -> JobState:
+        while True:
+            state = self._state(name, self._describe(name))
+            if state.status.terminal:
+                return state
+            self.sleep(self.poll_seconds)
+
+    def _raise_for(self, state: JobState) -> JobState:
+        if state.status is JobStatus.FAILED:
+            raise JobFailedError(self.kind, state.name, state.failure_reason, state.exit_message)
+        if state.status is JobStatus.STOPPED:
+            raise JobStoppedError(self.kind, state.name, state.secondary_status)
+        return state
+
+    def stop(self, name: str) -> None:
+        """Ask SageMaker to stop the job (it ends Stopped, keeping what it wrote so far)."""
+        log.warning("Stopping SageMaker %s %s", self.kind, name)
+        self._stop(name)
+
+    def _stop_quietly(self, name: str) -> None:
+        try:
+            self.stop(name)
+        except ClientError as error:
+            log.error("Could not stop SageMaker %s %s: %s", self.kind, name, error)
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self, name: str) -> Iterator[None]:
+        """While waiting, SIGTERM/SIGINT stop the job and raise JobInterruptedError."""
+        if threading.current_thread() is not threading.main_thread():
+            log.debug("Not the main thread: SIGTERM will not stop %s", name)
+            yield
+            return
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the stop
+            self._stop_quietly(name)
+            raise JobInterruptedError(self.kind, name, signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
+class ProcessingJobRunner(JobRunner):
+    """CreateProcessingJob / DescribeProcessingJob / StopProcessingJob."""
+
+    kind = "processing job"
+    name_field = "ProcessingJobName"
+    create_operation = "CreateProcessingJob"
+    log_group = PROCESSING_LOG_GROUP
+
+    def _create(self, request: Mapping[str, Any]) -> None:
+        self.sagemaker.create_processing_job(**request)
+
+    def _describe(self, name: str) -> Mapping[str, Any]:
+        description: Mapping[str, Any] = self.sagemaker.describe_processing_job(
+            ProcessingJobName=name
+        )
+        return description
+
+    def _stop(self, name: str) -> None:
+        self.sagemaker.stop_processing_job(ProcessingJobName=name)
+
+    def _state(self, name: str, description: Mapping[str, Any]) -> JobState:
+        return JobState(
+            name=name,
+            status=JobStatus(description["ProcessingJobStatus"]),
+            secondary_status="",
+            failure_reason=description.get("FailureReason", ""),
+            exit_message=description.get("ExitMessage", ""),
+            description=description,
+        )
+
+
+class TrainingJobRunner(JobRunner):
+    """CreateTrainingJob / DescribeTrainingJob / StopTrainingJob."""
+
+    kind = "training job"
+    name_field = "TrainingJobName"
+    create_operation = "CreateTrainingJob"
+    log_group = TRAINING_LOG_GROUP
+
+    def _create(self, request: Mapping[str, Any]) -> None:
+        self.sagemaker.create_training_job(**request)
+
+    def _describe(self, name: str) -> Mapping[str, Any]:
+        description: Mapping[str, Any] = self.sagemaker.describe_training_job(TrainingJobName=name)
+        return description
+
+    def _stop(self, name: str) -> None:
+        self.sagemaker.stop_training_job(TrainingJobName=name)
+
+    def _state(self, name: str, description: Mapping[str, Any]) -> JobState:
+        return JobState(
+            name=name,
+            status=JobStatus(description["TrainingJobStatus"]),
+            secondary_status=description.get("SecondaryStatus", ""),
+            failure_reason=description.get("FailureReason", ""),
+            description=description,
+        )
