@@ -1,0 +1,359 @@
+"""The ASGI app: ``GET /ping``, ``POST /invocations`` and ``GET /execution-parameters``.
+
+A plain ASGI callable rather than a framework: two routes do not need routing, validation or
+dependency injection, and owning the body loop lets a request over 6 MB be refused (413) before
+it is read. The model loads on a background thread after start-up, so ``/ping`` answers 503
+until it is ready and 200 after. A request's path: check the headers, read the body, split it
+into encoded images, decode them on a thread pool (draft-mode JPEG, the preprocess job's
+geometry), then await a shared micro-batch on the inference thread (:mod:`.batcher`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from skinlesion.serving.requests import (
+    RESPONSE_TYPE,
+    ImageLimits,
+    RequestError,
+    check_accept,
+    check_content_type,
+    decode_image,
+    parse_explain,
+    split_images,
+)
+from skinlesion.serving.settings import ServingSettings
+
+if TYPE_CHECKING:
+    from skinlesion.capture import CaptureWriter
+    from skinlesion.models import Predictor
+    from skinlesion.serving.batcher import MicroBatcher
+    from skinlesion.serving.gradcam import GradCam
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass
+class LoadedModel:
+    """What loading produces: the predictor, the fast runtime's batcher, and Grad-CAM."""
+
+    predictor: Predictor
+    runtime_name: str
+    batcher: MicroBatcher
+    gradcam: GradCam | None
+    version: str
+    classes: tuple[str, ...]
+    image_size: int
+
+
+def load_model(settings: ServingSettings) -> LoadedModel:
+    """Load the bundle, build the runtime, warm it up at the batch sizes it will see."""
+    from skinlesion.artifacts import resolve_model_dir
+    from skinlesion.models import Predictor
+    from skinlesion.serving.batcher import MicroBatcher
+    from skinlesion.serving.gradcam import GradCam
+    from skinlesion.serving.runtime import build_runtime
+
+    started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="skinlesion-serve-"))
+    model_dir = resolve_model_dir(settings.model_dir, scratch)
+    predictor = Predictor.load(model_dir, device="cpu")
+    name, runtime = build_runtime(predictor, settings.runtime, threads=settings.threads or 1)
+    size = predictor.spec.image_size
+    for batch in sorted({1, settings.max_batch_size}):
+        runtime(np.zeros((batch, size, size, 3), np.uint8))
+    batcher = MicroBatcher(
+        runtime, max_batch_size=settings.max_batch_size, max_wait_s=settings.max_wait_ms / 1000
+    )
+    batcher.start()
+    gradcam = GradCam(predictor.model, size) if settings.explain else None
+    version = settings.model_version or predictor.spec.version or "unversioned"
+    log.info(
+        "Model %s (%s, %d px) ready on runtime %s with %d threads in %.1f s",
+        version,
+        predictor.spec.architecture,
+        size,
+        name,
+        settings.threads,
+        time.perf_counter() - started,
+    )
+    return LoadedModel(
+        predictor, name, batcher, gradcam, version, tuple(predictor.spec.classes), size
+    )
+
+
+class ServingApp:
+    """The ASGI application; ``loader`` is how the model is obtained (replaceable in tests)."""
+
+    def __init__(
+        self,
+        settings: ServingSettings,
+        *,
+        loader: Callable[[ServingSettings], LoadedModel] = load_model,
+        on_fatal: Callable[[BaseException], None] | None = None,
+    ):
+        self.settings = settings
+        self.limits = ImageLimits(settings.max_images, settings.max_pixels, settings.max_side)
+        self.model: LoadedModel | None = None
+        self.load_error: str = ""
+        self.capture: CaptureWriter | None = None
+        self._loader = loader
+        self._on_fatal = on_fatal
+        self._decoder = ThreadPoolExecutor(
+            max_workers=max(1, settings.threads or 1), thread_name_prefix="decode"
+        )
+        self._explainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
+        self._load_thread: threading.Thread | None = None
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start loading the model in the background and open the capture writer."""
+        if self.settings.capture_dir is not None and self.capture is None:
+            from skinlesion.capture import CaptureWriter
+
+            self.capture = CaptureWriter(
+                self.settings.capture_dir,
+                endpoint_name=self.settings.endpoint_name,
+                variant_name=self.settings.variant_name,
+                sampling_percentage=self.settings.capture_percentage,
+            )
+        if self._load_thread is None:
+            self._load_thread = threading.Thread(target=self._load, name="load-model", daemon=True)
+            self._load_thread.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until loading has finished (well or not); True when the model is ready."""
+        if self._load_thread is not None:
+            self._load_thread.join(timeout)
+        return self.model is not None
+
+    def _load(self) -> None:
+        try:
+            self.model = self._loader(self.settings)
+        except Exception as error:  # reported on /ping and to on_fatal
+            self.load_error = f"{type(error).__name__}: {error}"
+            log.exception("The model could not be loaded from %s", self.settings.model_dir)
+            if self._on_fatal is not None:
+                self._on_fatal(error)
+
+    def stop(self) -> None:
+        if self.model is not None:
+            self.model.batcher.stop()
+        if self.capture is not None:
+            self.capture.close()
+        self._decoder.shutdown(wait=False, cancel_futures=True)
+        self._explainer.shutdown(wait=False, cancel_futures=True)
+
+    # --- ASGI -----------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # websockets: not served
+        started = time.perf_counter()
+        try:
+            await self._route(scope, receive, send, started)
+        except RequestError as error:
+            await _send_quietly(send, error.status, error.to_json())
+        except Exception:  # a bug must not take the worker down
+            log.exception("Unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            body = {"error": "Internal error (logged on the server).", "accepted": ""}
+            await _send_quietly(send, 500, json.dumps(body).encode())
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.start()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        path, method = scope["path"].rstrip("/") or "/", scope["method"]
+        routes = {
+            "/ping": ("GET", self._ping),
+            "/invocations": ("POST", self._invocations),
+            "/execution-parameters": ("GET", self._execution_parameters),
+        }
+        if path not in routes:
+            raise RequestError(404, f"No route {path[:100]!r}.", "GET /ping, POST /invocations")
+        allowed, handler = routes[path]
+        if method != allowed and not (method == "HEAD" and allowed == "GET"):
+            raise RequestError(405, f"{method} is not allowed on {path}.", f"{allowed} {path}")
+        await handler(scope, receive, send, started)
+
+    async def _ping(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        if self.model is None:
+            body = {"status": "failed", "error": self.load_error} if self.load_error else {}
+            await _send(send, 503, json.dumps(body or {"status": "loading"}).encode())
+            return
+        body = {"status": "ok", "model_version": self.model.version}
+        await _send(send, 200, json.dumps(body).encode())
+
+    async def _execution_parameters(
+        self, scope: Scope, receive: Receive, send: Send, started: float
+    ) -> None:
+        # SageMaker batch transform asks this once to size its requests.
+        body = {
+            "MaxConcurrentTransforms": max(1, self.settings.workers) * 4,
+            "BatchStrategy": "SINGLE_RECORD",
+            "MaxPayloadInMB": self.settings.max_body_bytes // (1024 * 1024),
+        }
+        await _send(send, 200, json.dumps(body).encode())
+
+    async def _invocations(
+        self, scope: Scope, receive: Receive, send: Send, started: float
+    ) -> None:
+        headers = _headers(scope)
+        check_accept(headers.get("accept"))
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.settings.max_body_bytes:
+            raise _too_large(int(length), self.settings.max_body_bytes)
+        kind = check_content_type(headers.get("content-type"))
+        explain = parse_explain(scope.get("query_string", b""))
+        model = self.model
+        if model is None:
+            raise RequestError(503, "The model is still loading.", "requests once /ping is 200")
+        body = await _read_body(receive, self.settings.max_body_bytes)
+        encoded = split_images(body, kind, self.limits)
+
+        loop = asyncio.get_running_loop()
+        with model.batcher.expect():
+            arrays = await loop.run_in_executor(self._decoder, self._decode_all, encoded, model)
+        probabilities = await model.batcher.predict(arrays)
+        predictions = _predictions(probabilities, model.classes)
+        if explain:
+            tops = [int(i) for i in probabilities.argmax(axis=1)]
+            maps = await loop.run_in_executor(self._explainer, self._explain, arrays, tops, model)
+            for prediction, heatmap in zip(predictions, maps, strict=True):
+                prediction["explanation"] = heatmap
+        event_id = str(uuid.uuid4())
+        payload = {
+            "predictions": predictions,
+            "model_version": model.version,
+            "architecture": model.predictor.spec.architecture,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+        response = json.dumps(payload).encode()
+        await _send(send, 200, response, extra=[(b"x-event-id", event_id.encode())])
+        if self.capture is not None:
+            self.capture.capture(
+                body, headers.get("content-type", ""), response, RESPONSE_TYPE, event_id=event_id
+            )
+
+    def _decode_all(self, encoded: list[bytes], model: LoadedModel) -> np.ndarray:
+        size = model.image_size
+        out = np.empty((len(encoded), size, size, 3), np.uint8)
+        for index, data in enumerate(encoded):
+            out[index] = decode_image(data, size, self.limits, index if len(encoded) > 1 else 0)
+        return out
+
+    def _explain(
+        self, arrays: np.ndarray, tops: list[int], model: LoadedModel
+    ) -> list[dict[str, str]]:
+        import base64
+
+        from skinlesion.serving.gradcam import heatmap_png
+
+        if model.gradcam is None:
+            raise RequestError(400, "Explanations are turned off on this endpoint.", "no explain")
+        inputs = model.predictor.preprocess(arrays)
+        maps = model.gradcam.heatmaps(inputs, tops)
+        return [
+            {
+                "method": "gradcam",
+                "class": model.classes[top],
+                "layer": model.gradcam.layer_name,
+                "heatmap_png_base64": base64.b64encode(heatmap_png(heatmap)).decode("ascii"),
+            }
+            for heatmap, top in zip(maps, tops, strict=True)
+        ]
+
+
+def _predictions(probabilities: np.ndarray, classes: tuple[str, ...]) -> list[dict[str, Any]]:
+    out = []
+    for row in probabilities.tolist():
+        top = int(np.argmax(row))
+        out.append(
+            {
+                "probabilities": dict(zip(classes, row, strict=True)),
+                "top_class": classes[top],
+                "top_probability": row[top],
+            }
+        )
+    return out
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+def _too_large(size: int, limit: int) -> RequestError:
+    return RequestError(
+        413,
+        f"The request body is {size:,} bytes or more.",
+        f"at most {limit:,} bytes ({limit / 2**20:g} MiB, SageMaker's real-time limit)",
+    )
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError(400, "The client disconnected before sending the body.", "")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(size, limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send(
+    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [
+        (b"content-type", RESPONSE_TYPE.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *(extra or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _send_quietly(send: Send, status: int, body: bytes) -> None:
+    # The error answer itself may fail (the client is gone, or a response had begun).
+    try:
+        await _send(send, status, body)
+    except Exception as error:
+        log.debug("Could not send the %d answer: %s", status, error)
+
+
+__all__ = ["LoadedModel", "ServingApp", "load_model"]
