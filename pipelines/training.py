@@ -1,13 +1,15 @@
 """The training pipeline: data to a deployed, registered model, gated on balanced accuracy."""
 
-from kfp import dsl
-
 from components.deploy import deploy
 from components.evaluate import evaluate
+from components.exit_status import exit_status
 from components.preprocess import preprocess
 from components.record_decision import record_decision
 from components.register import register
 from components.train import train
+from kfp import dsl
+
+from skinlesion.kubeflow.tasks import aws_step, note_step, pipeline_config
 
 PIPELINE_NAME = "skinlesion-training"
 
@@ -15,6 +17,7 @@ PIPELINE_NAME = "skinlesion-training"
 @dsl.pipeline(
     name=PIPELINE_NAME,
     description="ISIC-format images to a registered, deployed skin lesion classifier.",
+    pipeline_config=pipeline_config(),
 )
 def training_pipeline(
     data_uri: str,
@@ -44,60 +47,86 @@ def training_pipeline(
     4. gate: balanced accuracy >= threshold, else record the rejection.
     5. register: a model package version, Approved when it beats the approved one.
     6. deploy: the endpoint, when the version is Approved; else record why not.
-    """
-    preprocess_op = preprocess(
-        backend=backend, data_uri=data_uri, labels=labels, image_size=image_size, seed=seed
-    ).set_display_name("Preprocess")
-    train_op = train(
-        backend=backend,
-        dataset=preprocess_op.outputs["dataset"],
-        architecture=architecture,
-        pretrained=pretrained,
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        image_size=image_size,
-    ).set_display_name("Train")
-    evaluate_op = evaluate(
-        backend=backend,
-        dataset=preprocess_op.outputs["dataset"],
-        model=train_op.outputs["model"],
-    ).set_display_name("Evaluate")
-    balanced_accuracy = evaluate_op.outputs["Output"]
+    7. exit handler: record how the run ended (succeeded, failed, cancelled).
 
-    with dsl.If(balanced_accuracy >= threshold, name="gate-passed"):
-        register_op = register(
-            backend=backend,
-            model=train_op.outputs["model"],
-            evaluation=evaluate_op.outputs["evaluation"],
-            model_group=model_group,
-            data_uri=data_uri,
-            architecture=architecture,
-            approval_margin=approval_margin,
-            git_commit=git_commit,
-            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-        ).set_display_name("Register")
-        with dsl.If(register_op.outputs["approval_status"] == "Approved", name="approved"):
-            deploy(
+    Task settings (retries, caching, pod size, AWS settings from the ConfigMap, TTL) come from
+    ``skinlesion.kubeflow.tasks``.
+    """
+    exit_op = note_step(exit_status(pipeline=PIPELINE_NAME).set_display_name("Record run status"))
+    with dsl.ExitHandler(exit_op, name="training"):
+        preprocess_op = aws_step(
+            preprocess(
+                backend=backend, data_uri=data_uri, labels=labels, image_size=image_size, seed=seed
+            ).set_display_name("Preprocess"),
+            cache=True,
+        )
+        train_op = aws_step(
+            train(
                 backend=backend,
-                model_version_arn=register_op.outputs["model_version_arn"],
-                endpoint_name=endpoint_name,
-                instance_type=instance_type,
-                min_instances=min_instances,
-                max_instances=max_instances,
-            ).set_display_name("Deploy")
-        with dsl.Else(name="pending-approval"):
-            record_decision(
-                stage="approval",
-                balanced_accuracy=balanced_accuracy,
-                threshold=threshold,
-                detail="Registered as PendingManualApproval: it does not beat the approved "
-                "version by the approval margin. Approve it in the registry to deploy it.",
-            ).set_display_name("Record pending approval")
-    with dsl.Else(name="gate-failed"):
-        record_decision(
-            stage="gate",
-            balanced_accuracy=balanced_accuracy,
-            threshold=threshold,
-            detail="Balanced accuracy below the threshold: not registered, not deployed.",
-        ).set_display_name("Record rejection")
+                dataset=preprocess_op.outputs["dataset"],
+                architecture=architecture,
+                pretrained=pretrained,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                image_size=image_size,
+            ).set_display_name("Train"),
+            cache=True,
+        )
+        evaluate_op = aws_step(
+            evaluate(
+                backend=backend,
+                dataset=preprocess_op.outputs["dataset"],
+                model=train_op.outputs["model"],
+            ).set_display_name("Evaluate"),
+            cache=True,
+        )
+        balanced_accuracy = evaluate_op.outputs["Output"]
+
+        with dsl.If(balanced_accuracy >= threshold, name="gate-passed"):
+            register_op = aws_step(
+                register(
+                    backend=backend,
+                    model=train_op.outputs["model"],
+                    evaluation=evaluate_op.outputs["evaluation"],
+                    model_group=model_group,
+                    data_uri=data_uri,
+                    architecture=architecture,
+                    approval_margin=approval_margin,
+                    git_commit=git_commit,
+                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                ).set_display_name("Register"),
+                cache=False,
+            )
+            with dsl.If(register_op.outputs["approval_status"] == "Approved", name="approved"):
+                aws_step(
+                    deploy(
+                        backend=backend,
+                        model_version_arn=register_op.outputs["model_version_arn"],
+                        endpoint_name=endpoint_name,
+                        instance_type=instance_type,
+                        min_instances=min_instances,
+                        max_instances=max_instances,
+                    ).set_display_name("Deploy"),
+                    cache=False,
+                )
+            with dsl.Else(name="pending-approval"):
+                note_step(
+                    record_decision(
+                        stage="approval",
+                        balanced_accuracy=balanced_accuracy,
+                        threshold=threshold,
+                        detail="Registered as PendingManualApproval: it does not beat the "
+                        "approved version by the approval margin. Approve it in the registry "
+                        "to deploy it.",
+                    ).set_display_name("Record pending approval")
+                )
+        with dsl.Else(name="gate-failed"):
+            note_step(
+                record_decision(
+                    stage="gate",
+                    balanced_accuracy=balanced_accuracy,
+                    threshold=threshold,
+                    detail="Balanced accuracy below the threshold: not registered, not deployed.",
+                ).set_display_name("Record rejection")
+            )

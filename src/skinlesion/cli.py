@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "skinlesion.data.commands",
     "skinlesion.backends.commands",
     "skinlesion.jobs.evaluate",
+    "skinlesion.kubeflow.commands",
     "skinlesion.serving.commands",
 )
 

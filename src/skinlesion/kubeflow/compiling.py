@@ -1,0 +1,200 @@
+"""Compile pipelines to KFP IR YAML with compile-time settings, then validate them strictly.
+
+Settings that differ per environment (the pipeline image's URI, the pipeline root, a caching
+override) are applied here, at compile time, to the compiled documents; nothing reads the
+environment when a pipeline module is imported. The YAML is written the way KFP writes it
+(KFP's header comments, then the documents with sorted keys), so the same pipeline and options
+give the same bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import logging
+import re
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from skinlesion.kubeflow.discovery import PipelineEntry
+from skinlesion.kubeflow.tasks import IN_POD_JOB_COMPONENTS, IN_POD_JOB_RESOURCES
+from skinlesion.kubeflow.validation import (
+    ValidatedPipeline,
+    load_documents,
+    validate_documents,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUTPUT_DIR = Path("build/pipelines")
+PIPELINE_ROOT_SCHEMES = ("s3", "minio", "gs")
+# <registry>/<path>[:tag][@sha256:digest], as Docker and ECR accept them (lower-case paths).
+IMAGE_PATTERN = re.compile(
+    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+
+
+class CompileOptionError(ValueError):
+    """A compile-time setting has an invalid value; the message says what is accepted."""
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Compile-time settings; ``None`` keeps what the pipeline code says."""
+
+    image: str | None = None  # replaces the components' PIPELINE_IMAGE in every executor
+    pipeline_root: str | None = None  # the spec's defaultPipelineRoot (a run may override it)
+    enable_caching: bool | None = None  # overrides every task's caching option
+    jobs_in_pod: bool = False  # backend=local on a cluster: size the job steps' pods for work
+
+    def __post_init__(self) -> None:
+        if self.image is not None and not IMAGE_PATTERN.match(self.image):
+            raise CompileOptionError(
+                f"Invalid image {self.image!r}. Accepted: <registry>/<repository>:<tag> or "
+                "@sha256:<digest>, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/"
+                "skinlesion-pipeline:3f2a9c1."
+            )
+        if self.pipeline_root is not None:
+            check_pipeline_root(self.pipeline_root)
+
+
+def check_pipeline_root(uri: str) -> str:
+    """Return ``uri`` if it is a bucket URI KFP can write artifacts to, else raise."""
+    scheme, _, rest = uri.partition("://")
+    if scheme not in PIPELINE_ROOT_SCHEMES or not rest or rest.startswith("/"):
+        raise CompileOptionError(
+            f"Invalid pipeline root {uri!r}. Accepted: s3://<bucket>[/<prefix>] (Kubeflow on "
+            "AWS), minio://<bucket>[/<prefix>] or gs://<bucket>[/<prefix>]."
+        )
+    return uri
+
+
+@dataclass(frozen=True)
+class CompiledPipeline:
+    """A pipeline compiled to text and validated."""
+
+    name: str  # the discovery name (file name under pipelines/)
+    text: str
+    validated: ValidatedPipeline
+
+    @property
+    def pipeline_name(self) -> str:
+        return self.validated.name
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 of the YAML text: equal texts, equal digests."""
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.text.encode())
+        return path
+
+
+def default_pipeline_image() -> str:
+    """The image the components declare (``components.PIPELINE_IMAGE``)."""
+    return str(importlib.import_module("components").PIPELINE_IMAGE)
+
+
+def _dag_tasks(spec: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    yield from spec.get("root", {}).get("dag", {}).get("tasks", {}).values()
+    for component in spec.get("components", {}).values():
+        yield from component.get("dag", {}).get("tasks", {}).values()
+
+
+def _executor_component(label: str) -> str:
+    # exec-train, exec-record-decision-2 -> train, record_decision
+    return re.sub(r"-\d+$", "", label.removeprefix("exec-")).replace("-", "_")
+
+
+def apply_options(
+    documents: list[dict[str, Any]], options: CompileOptions, default_image: str
+) -> list[dict[str, Any]]:
+    """Return a copy of the compiled documents with ``options`` applied."""
+    docs = copy.deepcopy(documents)
+    spec = docs[0]
+    executors = spec.get("deploymentSpec", {}).get("executors", {})
+    if options.image is not None:
+        replaced = 0
+        for executor in executors.values():
+            container = executor.get("container")
+            if container is not None and container.get("image") == default_image:
+                container["image"] = options.image
+                replaced += 1
+        if not replaced:
+            raise CompileOptionError(
+                f"No executor runs in {default_image!r}, so the image {options.image!r} would "
+                "replace nothing; components must use base_image=PIPELINE_IMAGE."
+            )
+        log.debug("image %s set on %d executors", options.image, replaced)
+    if options.pipeline_root is not None:
+        spec["defaultPipelineRoot"] = options.pipeline_root
+    if options.enable_caching is not None:
+        for task in _dag_tasks(spec):
+            # The form KFP writes: {} for off (proto3 drops a false default).
+            task["cachingOptions"] = {"enableCache": True} if options.enable_caching else {}
+    if options.jobs_in_pod:
+        size = IN_POD_JOB_RESOURCES
+        for label, executor in executors.items():
+            if _executor_component(label) in IN_POD_JOB_COMPONENTS and "container" in executor:
+                executor["container"]["resources"] = {
+                    "resourceCpuRequest": size.cpu_request,
+                    "resourceCpuLimit": size.cpu_limit,
+                    "resourceMemoryRequest": size.memory_request,
+                    "resourceMemoryLimit": size.memory_limit,
+                }
+    return docs
+
+
+def _split_header(text: str) -> tuple[str, str]:
+    lines = text.splitlines(keepends=True)
+    count = 0
+    while count < len(lines) and lines[count].startswith("#"):
+        count += 1
+    return "".join(lines[:count]), "".join(lines[count:])
+
+
+def render(header: str, documents: list[dict[str, Any]]) -> str:
+    """The YAML text KFP would write for ``documents`` (its header, then sorted keys)."""
+    return header + yaml.safe_dump_all(documents, sort_keys=True)
+
+
+def compile_pipeline(
+    entry: PipelineEntry, options: CompileOptions | None = None
+) -> CompiledPipeline:
+    """Compile one pipeline with KFP, apply ``options``, validate strictly; nothing is written."""
+    from kfp import compiler
+
+    options = options or CompileOptions()
+    with tempfile.TemporaryDirectory(prefix="skinlesion-compile-") as scratch:
+        raw_path = Path(scratch) / f"{entry.name}.yaml"
+        compiler.Compiler().compile(entry.pipeline, str(raw_path))
+        raw = raw_path.read_text()
+    header, _ = _split_header(raw)
+    documents = load_documents(raw)
+    validate_documents(documents)  # KFP's own output first, so a failure points at the code
+    default_image = default_pipeline_image() if options.image is not None else ""
+    text = render(header, apply_options(documents, options, default_image))
+    validated = validate_documents(load_documents(text))
+    return CompiledPipeline(name=entry.name, text=text, validated=validated)
+
+
+def compile_to_file(
+    entry: PipelineEntry,
+    output_dir: Path = DEFAULT_OUTPUT_DIR,
+    options: CompileOptions | None = None,
+) -> tuple[CompiledPipeline, Path]:
+    """Compile ``entry`` to ``<output_dir>/<name>.yaml``; return it and the path."""
+    compiled = compile_pipeline(entry, options)
+    path = compiled.write(output_dir / f"{entry.name}.yaml")
+    log.info("compiled %s -> %s (sha256 %s)", entry.name, path, compiled.digest[:12])
+    return compiled, path

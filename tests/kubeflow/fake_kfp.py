@@ -1,0 +1,443 @@
+"""A loopback fake of the KFP v2beta1 REST API and of Kubeflow's Dex login, for contract tests.
+
+It stands in for a real KFP API server (and the oauth2-proxy + Dex in front of it), which cannot
+run here: no Kubernetes cluster, no Argo, no MySQL. It implements the endpoints that
+``kfp.Client`` calls for submit and schedule - healthz, experiments, pipelines (upload,
+upload_version, list, versions), runs (create, get) and recurring runs (create, list, delete,
+enable, disable) - with the JSON shapes, filters, pagination and auth behaviour of the real
+server, and it records every request so tests can assert the bodies the client sends.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.cookies import SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+API = "/apis/v2beta1"
+UI_PREFIX = "/pipeline"
+CREATED_AT = "2024-05-01T03:00:00Z"
+SESSION_COOKIE = "oauth2_proxy_kubeflow"
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class DexUser:
+    username: str
+    password: str
+    require_approval: bool = True
+
+
+@dataclass
+class FakeKfpState:
+    """What the fake server holds; tests read and script it."""
+
+    multi_user: bool = True
+    # Accepted credentials: a bearer token, cookies that must all be present, or a Dex user.
+    tokens: set[str] = field(default_factory=set)
+    cookies: dict[str, str] = field(default_factory=dict)
+    dex_user: DexUser | None = None
+    # Unauthenticated API calls: 401 JSON, or 302 to the Dex login (oauth2-proxy's behaviour).
+    redirect_unauthenticated: bool = False
+    # States that GET /runs/{id} reports one after another (the last one repeats).
+    run_states: list[str] = field(default_factory=lambda: ["PENDING"])
+    run_error: str = ""
+    experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uploads: dict[str, bytes] = field(default_factory=dict)  # version id -> uploaded file
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    recurring_runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
+    dex_sessions: set[str] = field(default_factory=set)
+    _polls: dict[str, int] = field(default_factory=dict)
+
+    def api_requests(self, method: str | None = None, path: str = "") -> list[Recorded]:
+        """API requests to ``path`` exactly, or under it when it ends with ``/`` (or is empty)."""
+
+        def wanted(r: Recorded) -> bool:
+            if not path or path.endswith("/"):
+                return r.path.startswith(API + path)
+            return r.path == API + path
+
+        return [r for r in self.requests if wanted(r) and (method is None or r.method == method)]
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _matches(item: dict[str, Any], filter_json: str) -> bool:
+    """KFP's filter: predicates on a key, EQUALS only (given as a name or as its number 1)."""
+    if not filter_json:
+        return True
+    for predicate in json.loads(filter_json).get("predicates", []):
+        operation = predicate.get("operation")
+        if operation not in ("EQUALS", 1):
+            raise ValueError(f"unsupported filter operation {operation!r}")
+        value = predicate.get("string_value", predicate.get("stringValue"))
+        if item.get(predicate["key"]) != value:
+            return False
+    return True
+
+
+def _multipart_file(headers: dict[str, str], body: bytes) -> bytes:
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {headers['content-type']}\r\n\r\n".encode() + body
+    )
+    for part in message.iter_parts():
+        if part.get_param("name", header="content-disposition") == "uploadfile":
+            payload = part.get_payload(decode=True)
+            assert isinstance(payload, bytes)
+            return payload
+    raise ValueError("no uploadfile part in the multipart body")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep the test output quiet
+        return
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def _send(
+        self, status: int, payload: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        if isinstance(payload, str):
+            body = payload.encode()
+        self.send_response(status)
+        content_type = "text/html" if isinstance(payload, str) else "application/json"
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _redirect(self, location: str, status: int = 302, cookie: str = "") -> None:
+        self.send_response(status)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        if cookie:
+            self.send_header("Set-Cookie", cookie)
+        self.end_headers()
+
+    def _error(self, status: int, message: str) -> None:
+        self._send(
+            status, {"error": message, "code": 16 if status == 401 else 3, "message": message}
+        )
+
+    def _request_cookies(self) -> dict[str, str]:
+        jar: SimpleCookie = SimpleCookie()
+        jar.load(self.headers.get("Cookie", ""))
+        return {k: m.value for k, m in jar.items()}
+
+    def _authenticated(self) -> bool:
+        state = self.server.state
+        if not (state.tokens or state.cookies or state.dex_user):
+            return True
+        authorization = self.headers.get("Authorization", "")
+        if authorization.startswith("Bearer ") and authorization[7:] in state.tokens:
+            return True
+        cookies = self._request_cookies()
+        if state.cookies and all(cookies.get(k) == v for k, v in state.cookies.items()):
+            return True
+        return cookies.get(SESSION_COOKIE, "") in state.dex_sessions
+
+    def _handle(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        query = parse_qs(parts.query)
+        # Kubeflow serves the API under /pipeline (https://<host>/pipeline/apis/v2beta1/...).
+        path = (
+            parts.path.removeprefix(UI_PREFIX)
+            if parts.path.startswith(UI_PREFIX + API)
+            else parts.path
+        )
+        self.server.state.requests.append(Recorded(method, path, query, headers, body))
+        if not path.startswith(API):
+            self._dex(method, path, query, body)
+            return
+        if not self._authenticated():
+            if self.server.state.redirect_unauthenticated:
+                self._redirect(f"/dex/auth?{urlencode({'state': 'api'})}")
+            else:
+                self._error(401, "Unauthorized: no valid credentials")
+            return
+        try:
+            self._api(method, path[len(API) :], query, headers, body)
+        except (KeyError, ValueError) as error:
+            self._error(400, f"bad request: {error}")
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_DELETE(self) -> None:
+        self._handle("DELETE")
+
+    # -- Dex (oauth2-proxy in front, Dex behind, as in Kubeflow 1.9+) -------------------------
+    def _dex(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        state = self.server.state
+        user = state.dex_user
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        request_id = (query.get("state") or query.get("req") or ["s1"])[0]
+        if path in (UI_PREFIX, UI_PREFIX + "/") and method == "GET":
+            if self._request_cookies().get(SESSION_COOKIE) in state.dex_sessions:
+                self._send(200, "<html>Kubeflow Pipelines</html>")
+            else:
+                self._redirect(f"/dex/auth?{urlencode({'state': request_id})}")
+        elif path == "/dex/auth" and method == "GET":
+            self._send(200, '<html><a href="/dex/auth/local">Log in with Email</a></html>')
+        elif path == "/dex/auth/local" and method == "GET":
+            self._redirect(f"/dex/auth/local/login?{urlencode({'state': request_id})}")
+        elif path == "/dex/auth/local/login" and method == "GET":
+            self._send(200, '<html><form method="post"><input name="login"/></form></html>')
+        elif path == "/dex/auth/local/login" and method == "POST":
+            if (
+                user
+                and form.get("login") == user.username
+                and form.get("password") == user.password
+            ):
+                target = "/dex/approval" if user.require_approval else "/oauth2/callback"
+                self._redirect(f"{target}?{urlencode({'req': request_id})}", status=303)
+            else:
+                self._send(200, "<html>Invalid Email Address and password</html>")
+        elif path == "/dex/approval" and method == "GET":
+            self._send(200, '<html><form method="post"><button name="approval"/></form></html>')
+        elif path == "/dex/approval" and method == "POST":
+            if form.get("approval") != "approve":
+                self._send(400, "<html>not approved</html>")
+                return
+            self._redirect(
+                f"/oauth2/callback?{urlencode({'code': 'c0de', 'state': request_id})}", 303
+            )
+        elif path == "/oauth2/callback" and method == "GET":
+            session = uuid.uuid4().hex + uuid.uuid4().hex
+            state.dex_sessions.add(session)
+            self._redirect(UI_PREFIX, cookie=f"{SESSION_COOKIE}={session}; Path=/; HttpOnly")
+        else:
+            self._send(404, "<html>not found</html>")
+
+    # -- the KFP API --------------------------------------------------------------------------
+    def _page(self, items: list[dict[str, Any]], query: dict[str, list[str]], key: str) -> None:
+        size = int((query.get("page_size") or ["10"])[0])
+        start = int((query.get("page_token") or ["0"])[0] or 0)
+        page = items[start : start + size]
+        payload: dict[str, Any] = {"total_size": len(items)}
+        if page:
+            payload[key] = page
+        if start + size < len(items):
+            payload["next_page_token"] = str(start + size)
+        self._send(200, payload)
+
+    def _api(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> None:
+        state = self.server.state
+        q = {k: v[0] for k, v in query.items()}
+        segments = path.strip("/").split("/")
+        if method == "GET" and path == "/healthz":
+            self._send(200, {"multi_user": state.multi_user})
+        elif path == "/experiments" and method == "GET":
+            namespace = q.get("namespace", "")
+            items = [
+                e
+                for e in state.experiments.values()
+                if _matches(e, q.get("filter", "")) and e.get("namespace", "") == namespace
+            ]
+            self._page(items, query, "experiments")
+        elif path == "/experiments" and method == "POST":
+            request = json.loads(body)
+            if state.multi_user and not request.get("namespace"):
+                self._error(400, "experiment namespace is required in multi-user mode")
+                return
+            experiment = {
+                "experiment_id": _new_id(),
+                "display_name": request["display_name"],
+                "description": request.get("description", ""),
+                "namespace": request.get("namespace", ""),
+                "created_at": CREATED_AT,
+                "storage_state": "AVAILABLE",
+            }
+            state.experiments[experiment["experiment_id"]] = experiment
+            self._send(200, experiment)
+        elif path == "/pipelines" and method == "GET":
+            namespace = q.get("namespace", "")
+            items = [
+                p
+                for p in state.pipelines.values()
+                if _matches(p, q.get("filter", "")) and p.get("namespace", "") == namespace
+            ]
+            self._page(items, query, "pipelines")
+        elif path == "/pipelines/upload" and method == "POST":
+            name = q["name"]
+            namespace = q.get("namespace", "")
+            if any(
+                p["display_name"] == name and p.get("namespace", "") == namespace
+                for p in state.pipelines.values()
+            ):
+                self._error(409, f"pipeline {name} already exists")
+                return
+            content = _multipart_file(headers, body)
+            pipeline = {
+                "pipeline_id": _new_id(),
+                "display_name": name,
+                "name": name,
+                "description": q.get("description", ""),
+                "namespace": namespace,
+                "created_at": CREATED_AT,
+            }
+            state.pipelines[pipeline["pipeline_id"]] = pipeline
+            # Like the real server: an upload also creates the first version, named after it.
+            self._add_version(pipeline["pipeline_id"], name, q.get("description", ""), content)
+            self._send(200, pipeline)
+        elif path == "/pipelines/upload_version" and method == "POST":
+            pipeline_id = q["pipelineid"]
+            if pipeline_id not in state.pipelines:
+                self._error(404, f"pipeline {pipeline_id} not found")
+                return
+            name = q["name"]
+            if any(
+                v["display_name"] == name and v["pipeline_id"] == pipeline_id
+                for v in state.versions.values()
+            ):
+                self._error(409, f"version {name} already exists")
+                return
+            version = self._add_version(
+                pipeline_id, name, q.get("description", ""), _multipart_file(headers, body)
+            )
+            self._send(200, version)
+        elif len(segments) == 3 and segments[0] == "pipelines" and segments[2] == "versions":
+            items = [
+                v
+                for v in state.versions.values()
+                if v["pipeline_id"] == segments[1] and _matches(v, q.get("filter", ""))
+            ]
+            if q.get("sort_by") == "created_at desc":
+                items.reverse()  # uploaded one after another: the last is the newest
+            self._page(items, query, "pipeline_versions")
+        elif path == "/runs" and method == "POST":
+            request = json.loads(body)
+            run = {
+                **request,
+                "run_id": _new_id(),
+                "state": "PENDING",
+                "created_at": CREATED_AT,
+                "storage_state": "AVAILABLE",
+            }
+            state.runs[run["run_id"]] = run
+            self._send(200, run)
+        elif len(segments) == 2 and segments[0] == "runs" and method == "GET":
+            run = state.runs[segments[1]]
+            poll = state._polls.get(run["run_id"], 0)
+            state._polls[run["run_id"]] = poll + 1
+            run["state"] = state.run_states[min(poll, len(state.run_states) - 1)]
+            if run["state"] == "FAILED" and state.run_error:
+                run["error"] = {"code": 2, "message": state.run_error}
+            self._send(200, run)
+        elif path == "/recurringruns" and method == "POST":
+            request = json.loads(body)
+            recurring = {
+                **request,
+                "recurring_run_id": _new_id(),
+                "status": "ENABLED" if request.get("mode") == "ENABLE" else "DISABLED",
+                "created_at": CREATED_AT,
+                "updated_at": CREATED_AT,
+            }
+            state.recurring_runs[recurring["recurring_run_id"]] = recurring
+            self._send(200, recurring)
+        elif path == "/recurringruns" and method == "GET":
+            items = [
+                r
+                for r in state.recurring_runs.values()
+                if not q.get("experiment_id") or r.get("experiment_id") == q["experiment_id"]
+            ]
+            self._page(items, query, "recurringRuns")  # its json_name in the proto
+        elif len(segments) == 2 and segments[0] == "recurringruns" and method == "DELETE":
+            state.recurring_runs.pop(segments[1])
+            self._send(200, {})
+        elif len(segments) == 2 and segments[0] == "recurringruns" and method == "POST":
+            run_id, _, action = segments[1].partition(":")
+            recurring = state.recurring_runs[run_id]
+            if action not in ("enable", "disable"):
+                raise ValueError(f"unknown action {action}")
+            recurring["status"] = "ENABLED" if action == "enable" else "DISABLED"
+            recurring["mode"] = "ENABLE" if action == "enable" else "DISABLE"
+            self._send(200, {})
+        else:
+            self._error(404, f"{method} {API}{path} is not implemented by the fake")
+
+    def _add_version(
+        self, pipeline_id: str, name: str, description: str, content: bytes
+    ) -> dict[str, Any]:
+        version = {
+            "pipeline_id": pipeline_id,
+            "pipeline_version_id": _new_id(),
+            "display_name": name,
+            "name": name,
+            "description": description,
+            "created_at": CREATED_AT,
+        }
+        self.server.state.versions[version["pipeline_version_id"]] = version
+        self.server.state.uploads[version["pipeline_version_id"]] = content
+        return version
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, state: FakeKfpState) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.state = state
+
+
+class FakeKfp:
+    """Start with ``with FakeKfp(state) as fake:``; ``fake.url`` is the API host."""
+
+    def __init__(self, state: FakeKfpState | None = None) -> None:
+        self.state = state or FakeKfpState()
+        self._server = _Server(self.state)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}"
+
+    def __enter__(self) -> FakeKfp:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

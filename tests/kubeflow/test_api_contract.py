@@ -1,0 +1,367 @@
+"""Submit and schedule against a fake KFP v2beta1 API (tests/kubeflow/fake_kfp.py).
+
+The fake stands in for a real KFP API server, which cannot run here (no cluster). The tests check
+what ``kfp.Client`` sends through our commands: the uploaded pipeline spec, the version name,
+the run's runtime config (parameters, pipeline root), the service account, the cron trigger,
+and the credentials on every request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from tests.kubeflow.conftest import IMAGE, PIPELINE_ROOT, PIPELINES_DIR, REPO_ROOT
+from tests.kubeflow.fake_kfp import API, FakeKfp
+
+from skinlesion.kubeflow.submit import source_revision
+from skinlesion.kubeflow.validation import load_documents, validate_documents
+
+TOKEN = "kfp-test-token-1f0c6c2ad9b84e0f"
+
+Cli = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def token_auth(fake_kfp: FakeKfp, monkeypatch: pytest.MonkeyPatch) -> str:
+    fake_kfp.state.tokens = {TOKEN}
+    monkeypatch.setenv("KFP_TOKEN", TOKEN)
+    monkeypatch.setenv("KFP_AUTH", "token")
+    return TOKEN
+
+
+def _uploaded_spec(fake: FakeKfp, version_id: str) -> list[dict]:
+    return load_documents(fake.state.uploads[version_id].decode())
+
+
+def _tasks(spec: dict) -> list[dict]:
+    tasks = list(spec["root"]["dag"]["tasks"].values())
+    for component in spec["components"].values():
+        tasks += list(component.get("dag", {}).get("tasks", {}).values())
+    return tasks
+
+
+def test_submit_uploads_a_version_named_by_the_commit_and_starts_a_run(
+    cli: Cli, fake_kfp: FakeKfp, token_auth: str, tmp_path: Path
+) -> None:
+    status, out = cli("submit", "--pipeline", "training", "--set", "epochs=3")
+    assert status == 0, out
+    state = fake_kfp.state
+
+    # Every API call carried the bearer token.
+    assert state.api_requests()
+    assert {r.headers.get("authorization") for r in state.api_requests()} == {f"Bearer {TOKEN}"}
+
+    # The experiment was created in the profile namespace.
+    [experiment] = state.experiments.values()
+    assert experiment["display_name"] == "skinlesion-test"
+    assert experiment["namespace"] == "skinlesion-test"
+
+    # The pipeline was uploaded to the namespace, then the version named by the commit.
+    [pipeline] = state.pipelines.values()
+    assert pipeline["display_name"] == "skinlesion-training"
+    assert pipeline["namespace"] == "skinlesion-test"
+    [upload_version] = state.api_requests("POST", "/pipelines/upload_version")
+    revision = source_revision(REPO_ROOT)
+    name = upload_version.query["name"][0]
+    assert name.startswith(revision.commit[:12])
+    assert name.count("-") == (2 if revision.dirty else 1)
+    assert revision.commit in upload_version.query["description"][0]
+    [version] = [v for v in state.versions.values() if v["display_name"] == name]
+
+    # The uploaded spec: exactly the file kept under the build dir, strictly valid, and
+    # compiled for the environment (the ECR image, the S3 pipeline root).
+    kept = tmp_path / "build" / "test" / "training.yaml"
+    assert state.uploads[version["pipeline_version_id"]] == kept.read_bytes()
+    documents = _uploaded_spec(fake_kfp, version["pipeline_version_id"])
+    validate_documents(documents)
+    images = {e["container"]["image"] for e in documents[0]["deploymentSpec"]["executors"].values()}
+    assert images == {IMAGE}
+    assert documents[0]["defaultPipelineRoot"] == PIPELINE_ROOT
+
+    # The run: in the experiment, on that version, with the params file's arguments, the commit,
+    # the override, the S3 pipeline root and the profile's service account.
+    [create_run] = state.api_requests("POST", "/runs")
+    body = create_run.json()
+    assert body["experiment_id"] == experiment["experiment_id"]
+    assert body["pipeline_version_reference"] == {
+        "pipeline_id": pipeline["pipeline_id"],
+        "pipeline_version_id": version["pipeline_version_id"],
+    }
+    assert body["service_account"] == "default-editor"
+    runtime = body["runtime_config"]
+    assert runtime["pipeline_root"] == PIPELINE_ROOT
+    parameters = runtime["parameters"]
+    assert parameters["backend"] == "sagemaker"
+    assert parameters["data_uri"] == "s3://skinlesion-dev-data-123456789012/isic2019"
+    assert parameters["model_group"] == "skinlesion-dev"
+    assert parameters["epochs"] == 3
+    assert parameters["threshold"] == 0.6
+    assert parameters["git_commit"] == revision.commit
+    assert body["display_name"].startswith(f"training test {revision.short} ")
+
+    # The run's URL in the KFP UI.
+    [run] = state.runs.values()
+    assert f"run URL: {fake_kfp.url}/pipeline/#/runs/details/{run['run_id']}" in out
+
+
+def test_a_second_submit_reuses_the_pipeline_and_its_version(
+    cli: Cli, fake_kfp: FakeKfp, token_auth: str
+) -> None:
+    assert cli("submit")[0] == 0
+    assert cli("submit")[0] == 0
+    state = fake_kfp.state
+    assert len(state.api_requests("POST", "/pipelines/upload")) == 1
+    assert len(state.api_requests("POST", "/pipelines/upload_version")) == 1
+    assert len(state.api_requests("POST", "/experiments")) == 1
+    runs = [r.json() for r in state.api_requests("POST", "/runs")]
+    assert len(runs) == 2
+    assert runs[0]["pipeline_version_reference"] == runs[1]["pipeline_version_reference"]
+
+
+@pytest.mark.parametrize(
+    ("states", "expected_status", "expected_outcome"),
+    [
+        (["PENDING", "RUNNING", "SUCCEEDED"], 0, "SUCCEEDED"),
+        (["RUNNING", "FAILED"], 1, "FAILED"),
+        # The SDK's own wait would poll a cancelled run until its timeout.
+        (["RUNNING", "CANCELING", "CANCELED"], 3, "CANCELED"),
+    ],
+)
+def test_submit_wait_ends_on_the_runs_final_state(
+    cli: Cli,
+    fake_kfp: FakeKfp,
+    token_auth: str,
+    states: list[str],
+    expected_status: int,
+    expected_outcome: str,
+) -> None:
+    fake_kfp.state.run_states = states
+    fake_kfp.state.run_error = "Task train failed: SageMaker job failed: ResourceLimitExceeded"
+    status, out = cli("submit", "--wait", "--poll", "0.01", "--timeout", "60")
+    assert status == expected_status, out
+    assert f": {expected_outcome} after" in out
+    polls = fake_kfp.state.api_requests("GET", "/runs/")
+    assert len(polls) == len(states)
+    if expected_outcome == "FAILED":
+        assert "ResourceLimitExceeded" in out
+
+
+def test_the_latest_version_is_found_for_a_run_started_from_a_step(
+    cli: Cli, fake_kfp: FakeKfp, token_auth: str
+) -> None:
+    from skinlesion.kubeflow.client import connect
+    from skinlesion.kubeflow.settings import AuthMode, KubeflowSettings
+
+    assert cli("submit")[0] == 0
+    settings = KubeflowSettings(
+        host=f"{fake_kfp.url}/pipeline", namespace="skinlesion-test", auth=AuthMode.TOKEN
+    )
+    latest = connect(settings).latest_version("skinlesion-training")
+    [uploaded] = fake_kfp.state.api_requests("POST", "/pipelines/upload_version")
+    assert latest.version_name == uploaded.query["name"][0]
+
+
+def test_wait_gives_up_on_a_run_stuck_in_canceling(fake_kfp: FakeKfp) -> None:
+    from skinlesion.kubeflow.client import connect
+    from skinlesion.kubeflow.settings import AuthMode, KubeflowSettings
+    from skinlesion.kubeflow.submit import RunOutcome, wait_for_run
+
+    fake_kfp.state.runs["r1"] = {"run_id": "r1", "display_name": "stuck"}
+    fake_kfp.state.run_states = ["RUNNING", "CANCELING"]
+    settings = KubeflowSettings(host=fake_kfp.url, namespace="ns", auth=AuthMode.NONE)
+    ticks = iter(range(0, 10_000, 60))  # each poll is a minute later
+    result = wait_for_run(
+        connect(settings),
+        "r1",
+        poll_seconds=0,
+        cancel_grace_seconds=300,
+        sleep=lambda _: None,
+        clock=lambda: float(next(ticks)),
+    )
+    assert result.outcome == RunOutcome.CANCELED
+    assert result.state == "CANCELING"
+    assert result.outcome.exit_code == 3
+
+
+def test_standalone_kfp_without_namespace_is_asked_for_its_mode(
+    cli: Cli, fake_kfp: FakeKfp, params_dir: Path
+) -> None:
+    """kfp.Client calls healthz when no namespace is given (a single-user KFP)."""
+    fake_kfp.state.multi_user = False
+    path = params_dir / "test.yaml"
+    raw = yaml.safe_load(path.read_text())
+    raw["kubeflow"]["namespace"] = ""
+    raw["kubeflow"]["auth"] = "none"
+    path.write_text(yaml.safe_dump(raw))
+    status, out = cli("submit")
+    assert status == 0, out
+    assert fake_kfp.state.api_requests("GET", "/healthz")
+    [experiment] = fake_kfp.state.experiments.values()
+    assert experiment["namespace"] == ""
+
+
+def test_rejected_credentials_fail_with_a_hint_and_no_secret(
+    cli: Cli,
+    fake_kfp: FakeKfp,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    wrong = "kfp-wrong-token-77aa90d3c1"
+    fake_kfp.state.tokens = {TOKEN}
+    monkeypatch.setenv("KFP_TOKEN", wrong)
+    caplog.set_level("DEBUG")
+    status, out = cli("submit")
+    assert status == 2
+    assert "HTTP 401" in caplog.text
+    assert "KFP_TOKEN" in caplog.text  # the hint names the credentials to check
+    assert wrong not in caplog.text + out + capsys.readouterr().err
+    assert not fake_kfp.state.runs
+
+
+def test_unauthenticated_requests_redirected_to_a_login_page_are_explained(
+    cli: Cli, fake_kfp: FakeKfp, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_kfp.state.cookies = {"AWSELBAuthSessionCookie-0": "x" * 40}
+    fake_kfp.state.redirect_unauthenticated = True
+    status, _ = cli("submit")
+    assert status == 2
+    assert "not authenticated" in caplog.text or "login page" in caplog.text
+
+
+def test_alb_session_cookies_are_sent_on_every_request(
+    cli: Cli, fake_kfp: FakeKfp, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cookies = {"AWSELBAuthSessionCookie-0": "a0" * 30, "AWSELBAuthSessionCookie-1": "b1" * 30}
+    fake_kfp.state.cookies = cookies
+    monkeypatch.setenv("KFP_COOKIES", "; ".join(f"{k}={v}" for k, v in cookies.items()))
+    caplog.set_level("DEBUG")
+    status, out = cli("submit")  # auth: auto picks the cookies
+    assert status == 0, out
+    for request in fake_kfp.state.api_requests():
+        for name, value in cookies.items():
+            assert f"{name}={value}" in request.headers["cookie"]
+    for value in cookies.values():
+        assert value not in caplog.text + out
+
+
+def test_in_cluster_service_account_token_is_read_for_each_request(
+    cli: Cli, fake_kfp: FakeKfp, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    token_file = tmp_path / "sa-token"
+    token_file.write_text("sa-token-one-5f1e2d3c")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token_file))
+    fake_kfp.state.tokens = {"sa-token-one-5f1e2d3c", "sa-token-two-9a8b7c6d"}
+    assert cli("submit")[0] == 0
+    token_file.write_text("sa-token-two-9a8b7c6d")  # the kubelet rotated it
+    assert cli("submit")[0] == 0
+    sent = [r.headers["authorization"] for r in fake_kfp.state.api_requests()]
+    assert sent[0] == "Bearer sa-token-one-5f1e2d3c"
+    assert sent[-1] == "Bearer sa-token-two-9a8b7c6d"
+
+
+# -- schedules ---------------------------------------------------------------------------------
+def _recurring_by_name(fake: FakeKfp, name: str) -> list[dict]:
+    return [r for r in fake.state.recurring_runs.values() if r["display_name"] == name]
+
+
+def test_schedule_creates_the_monthly_training_run_and_a_second_apply_replaces_it(
+    cli: Cli, fake_kfp: FakeKfp, token_auth: str
+) -> None:
+    status, out = cli("schedule")
+    assert status == 0, out
+    [first] = _recurring_by_name(fake_kfp, "skinlesion-training-monthly")
+    # The monitoring entry is disabled until its pipeline exists: nothing created for it.
+    assert len(fake_kfp.state.recurring_runs) == 1
+
+    [request] = fake_kfp.state.api_requests("POST", "/recurringruns")
+    body = request.json()
+    assert body["trigger"] == {"cron_schedule": {"cron": "0 0 3 1 * *"}}
+    assert body["mode"] == "ENABLE"
+    assert body["max_concurrency"] == 1
+    assert body["no_catchup"] is True
+    assert body["service_account"] == "default-editor"
+    assert body["runtime_config"]["pipeline_root"] == PIPELINE_ROOT
+    assert body["runtime_config"]["parameters"]["backend"] == "sagemaker"
+    assert body["experiment_id"] == next(iter(fake_kfp.state.experiments))
+    version_id = body["pipeline_version_reference"]["pipeline_version_id"]
+    # enable_caching: false in schedules.yaml: the scheduled spec caches nothing.
+    spec = _uploaded_spec(fake_kfp, version_id)[0]
+    assert not any(t.get("cachingOptions", {}).get("enableCache") for t in _tasks(spec))
+    assert f"#/recurringrun/details/{first['recurring_run_id']}" in out
+
+    status, out = cli("schedule")
+    assert status == 0, out
+    [second] = _recurring_by_name(fake_kfp, "skinlesion-training-monthly")
+    assert second["recurring_run_id"] != first["recurring_run_id"]
+    deletes = fake_kfp.state.api_requests("DELETE", "/recurringruns/")
+    assert [d.path.rsplit("/", 1)[1] for d in deletes] == [first["recurring_run_id"]]
+    assert f"replaced {first['recurring_run_id']}" in out
+    # Same commit, same spec: the version was uploaded once.
+    assert len(fake_kfp.state.api_requests("POST", "/pipelines/upload_version")) == 1
+
+
+def test_schedules_lists_and_pause_resume_delete_act_by_name(
+    cli: Cli, fake_kfp: FakeKfp, token_auth: str
+) -> None:
+    assert cli("schedule")[0] == 0
+    [recurring] = _recurring_by_name(fake_kfp, "skinlesion-training-monthly")
+    recurring_id = recurring["recurring_run_id"]
+
+    status, out = cli("schedules")
+    assert status == 0
+    assert "skinlesion-training-monthly" in out and "cron 0 0 3 1 * *" in out and "ENABLED" in out
+
+    assert cli("pause-schedule", "skinlesion-training-monthly")[0] == 0
+    assert fake_kfp.state.api_requests("POST", f"/recurringruns/{recurring_id}:disable")
+    assert fake_kfp.state.recurring_runs[recurring_id]["status"] == "DISABLED"
+    assert "DISABLED" in cli("schedules")[1]
+
+    assert cli("resume-schedule", "skinlesion-training-monthly")[0] == 0
+    assert fake_kfp.state.api_requests("POST", f"/recurringruns/{recurring_id}:enable")
+    assert fake_kfp.state.recurring_runs[recurring_id]["status"] == "ENABLED"
+
+    assert cli("delete-schedule", "skinlesion-training-monthly")[0] == 0
+    assert not fake_kfp.state.recurring_runs
+    assert "no schedules" in cli("schedules")[1]
+
+
+def test_acting_on_an_unknown_schedule_names_the_existing_ones(
+    cli: Cli, fake_kfp: FakeKfp, token_auth: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert cli("schedule")[0] == 0
+    assert cli("pause-schedule", "nightly")[0] == 2
+    assert "No schedule named 'nightly'" in caplog.text
+    assert "skinlesion-training-monthly" in caplog.text
+
+
+def test_schedule_of_a_missing_pipeline_is_refused_until_disabled(
+    cli: Cli, fake_kfp: FakeKfp, token_auth: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    schedules = yaml.safe_load((PIPELINES_DIR / "schedules.yaml").read_text())
+    for entry in schedules["schedules"]:
+        entry["enabled"] = True
+    path = tmp_path / "schedules.yaml"
+    path.write_text(yaml.safe_dump(schedules))
+    has_monitoring = (PIPELINES_DIR / "monitoring.py").exists()
+    status, _ = cli("schedule", "--schedules-file", str(path))
+    if has_monitoring:
+        assert status == 0
+        assert len(fake_kfp.state.recurring_runs) == len(schedules["schedules"])
+    else:
+        assert status == 2
+        assert "pipeline 'monitoring', which does not exist" in caplog.text
+        assert not fake_kfp.state.recurring_runs  # nothing half-applied
+
+
+def test_api_paths_are_the_kfp_v2beta1_ones(cli: Cli, fake_kfp: FakeKfp, token_auth: str) -> None:
+    assert cli("schedule")[0] == 0
+    assert cli("submit")[0] == 0
+    paths = {(r.method, r.path.split("/")[3]) for r in fake_kfp.state.api_requests()}
+    assert all(r.path.startswith(API) for r in fake_kfp.state.api_requests())
+    assert {("GET", "experiments"), ("POST", "experiments"), ("GET", "pipelines")} <= paths
+    assert {("POST", "pipelines"), ("POST", "runs"), ("POST", "recurringruns")} <= paths
+    assert {("GET", "recurringruns")} <= paths

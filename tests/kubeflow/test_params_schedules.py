@@ -1,0 +1,198 @@
+"""The params files and the schedules file: placeholders, argument checks, cron rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tests.kubeflow.conftest import IMAGE, PIPELINE_ROOT, PIPELINES_DIR
+
+from skinlesion.kubeflow.compiling import CompiledPipeline
+from skinlesion.kubeflow.params import (
+    ParamsError,
+    available_environments,
+    check_arguments,
+    load_environment,
+    parse_assignments,
+)
+from skinlesion.kubeflow.schedules import (
+    Schedule,
+    ScheduleError,
+    check_cron,
+    load_schedules,
+)
+from skinlesion.kubeflow.settings import AuthMode, KubeflowSettings
+from skinlesion.kubeflow.submit import SourceRevision, compile_options_for, version_name
+
+PARAMS_DIR = PIPELINES_DIR / "params"
+ENVIRON = {"KFP_HOST": "https://kubeflow.example.com/pipeline", "IMAGE_TAG": "3f2a9c1d4e5b"}
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_each_environment_gives_valid_settings_and_arguments(
+    env: str, tf_outputs: Path, compiled_training: CompiledPipeline
+) -> None:
+    params = load_environment(env, PARAMS_DIR, environ=ENVIRON, tf_outputs=tf_outputs)
+    settings = KubeflowSettings.from_mapping(params.kubeflow())
+    options = compile_options_for(params)
+    arguments = check_arguments(
+        params.arguments("training"), compiled_training.validated.inputs(), "training"
+    )
+    if env == "local":
+        assert arguments["backend"] == "local"
+        assert options.jobs_in_pod
+        assert settings.auth == AuthMode.NONE
+    else:
+        assert arguments["backend"] == "sagemaker"
+        assert arguments["data_uri"].startswith("s3://")
+        assert settings.pipeline_root == PIPELINE_ROOT
+        assert settings.service_account == "default-editor"
+        assert settings.namespace == f"skinlesion-{env}"
+        assert options.image == IMAGE
+        assert settings.host == ENVIRON["KFP_HOST"]
+
+
+def test_environments_are_the_params_files() -> None:
+    assert {"dev", "prod", "local"} <= set(available_environments(PARAMS_DIR))
+    with pytest.raises(ParamsError, match=r"Environments: .*dev"):
+        load_environment("staging", PARAMS_DIR)
+
+
+def test_placeholders_say_what_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "x.yaml").write_text(
+        "kubeflow:\n  host: ${KFP_HOST}\n  experiment: ${EXPERIMENT:-skinlesion}\n"
+        "pipelines:\n  training:\n    data_uri: s3://${tf:data_bucket}/isic\n"
+        "    model_group: ${tf:bucket_names.models}\n"
+    )
+    params = load_environment("x", tmp_path, environ={})
+    with pytest.raises(ParamsError, match=r"kubeflow.host needs \$\{KFP_HOST\}"):
+        params.kubeflow()
+    params = load_environment("x", tmp_path, environ={"KFP_HOST": "https://h/pipeline"})
+    assert params.kubeflow() == {"host": "https://h/pipeline", "experiment": "skinlesion"}
+    with pytest.raises(ParamsError, match="no outputs file"):
+        params.arguments("training")
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(json.dumps({"data_bucket": {"value": "raw", "type": "string"}}))
+    params = load_environment("x", tmp_path, environ={}, tf_outputs=outputs)
+    with pytest.raises(ParamsError, match="'bucket_names' not in"):
+        params.arguments("training")
+    outputs.write_text(json.dumps({"data_bucket": "raw", "bucket_names": {"models": "m"}}))
+    params = load_environment("x", tmp_path, environ={}, tf_outputs=outputs)
+    assert params.arguments("training") == {"data_uri": "s3://raw/isic", "model_group": "m"}
+
+
+def test_unknown_sections_and_compile_keys_are_rejected(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("kubeflow: {}\nsecrets: {}\n")
+    with pytest.raises(ParamsError, match="unknown section 'secrets'"):
+        load_environment("a", tmp_path)
+    (tmp_path / "b.yaml").write_text("compile:\n  imgae: x\n")
+    with pytest.raises(ParamsError, match=r"compile.imgae is unknown"):
+        load_environment("b", tmp_path).compile_options()
+
+
+def test_arguments_are_checked_against_the_compiled_inputs(
+    compiled_training: CompiledPipeline,
+) -> None:
+    inputs = compiled_training.validated.inputs()
+    raw = parse_assignments(["data_uri=s3://b/x", "epochs=3", "threshold=1", "git_commit=123"])
+    checked = check_arguments(raw, inputs, "training")
+    assert checked["epochs"] == 3
+    assert checked["threshold"] == 1.0 and isinstance(checked["threshold"], float)
+    assert checked["git_commit"] == "123"
+    with pytest.raises(ParamsError, match=r"has no input epoch\. Accepted: .*epochs"):
+        check_arguments({"data_uri": "x", "epoch": 3}, inputs, "training")
+    with pytest.raises(ParamsError, match="needs data_uri"):
+        check_arguments({"epochs": 3}, inputs, "training")
+    with pytest.raises(ParamsError, match="epochs: expected an integer"):
+        check_arguments({"data_uri": "x", "epochs": "2.5"}, inputs, "training")
+    with pytest.raises(ParamsError, match="expected name=value"):
+        parse_assignments(["epochs"])
+
+
+def test_version_names_start_with_the_commit() -> None:
+    digest = "ab" * 32
+    assert (
+        version_name(SourceRevision("0123456789abcdef0123", False), digest)
+        == "0123456789ab-abababab"
+    )
+    assert version_name(SourceRevision("0123456789abcdef0123", True), digest) == (
+        "0123456789ab-dirty-abababab"
+    )
+    assert version_name(SourceRevision("", False), digest) == "nogit-abababab"
+
+
+def test_ui_links_for_a_host_and_for_the_central_dashboard() -> None:
+    plain = KubeflowSettings(host="https://kf.example.com/pipeline/")
+    assert plain.ui_link("runs/details/1") == "https://kf.example.com/pipeline/#/runs/details/1"
+    dashboard = plain.with_overrides(ui_url="https://kf.example.com/_/pipeline/?ns=skinlesion-dev")
+    assert dashboard.ui_link("runs/details/1") == (
+        "https://kf.example.com/_/pipeline/?ns=skinlesion-dev#/runs/details/1"
+    )
+
+
+# -- schedules ---------------------------------------------------------------------------------
+def test_the_schedules_file_has_monthly_training_and_disabled_monitoring() -> None:
+    schedules = {s.name: s for s in load_schedules(PIPELINES_DIR / "schedules.yaml")}
+    training = schedules["skinlesion-training-monthly"]
+    assert training.pipeline == "training"
+    assert training.cron == "0 0 3 1 * *"
+    assert training.enabled and not training.paused
+    assert training.enable_caching is False
+    assert training.max_concurrency == 1 and not training.catchup
+    monitoring = [s for s in schedules.values() if s.pipeline == "monitoring"]
+    assert monitoring and all(check_cron(s.cron) for s in monitoring)
+    hourly = [s for s in monitoring if s.cron == "0 0 * * * *"]
+    assert hourly
+    # A monitoring schedule is enabled only once its pipeline exists.
+    has_pipeline = (PIPELINES_DIR / "monitoring.py").exists()
+    assert all(has_pipeline or not s.enabled for s in monitoring)
+
+
+@pytest.mark.parametrize(
+    "cron",
+    ["0 0 3 1 * *", "0 */15 * * * *", "30 0 6 * * MON-FRI", "0 0 0 1 JAN,JUL ?", "@hourly"],
+)
+def test_valid_kfp_cron_expressions(cron: str) -> None:
+    assert check_cron(cron) == cron
+
+
+@pytest.mark.parametrize(
+    ("cron", "message"),
+    [
+        ("0 3 1 * *", "'0 0 3 1 \\* \\*'"),  # a 5-field cron: suggest the seconds field
+        ("0 0 3 1 *", "5 fields"),
+        ("0 0 24 * * *", "hour field: 24 is outside 0-23"),
+        ("0 0 3 0 * *", "day of month field: 0 is outside 1-31"),
+        ("0 0 3 1 13 *", "month field"),
+        ("0 0 3 1 * FUNDAY", "not a number"),
+        ("0 */0 * * * *", "step"),
+        ("? 0 * * * *", "only for the day fields"),
+        ("0 0 5-3 * * *", "runs backwards"),
+        ("0 0 * * *  * *", "7 fields"),
+    ],
+)
+def test_invalid_cron_expressions_say_why(cron: str, message: str) -> None:
+    with pytest.raises(ScheduleError, match=message):
+        check_cron(cron)
+
+
+def test_schedule_definitions_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ScheduleError, match="exactly one of cron or interval_seconds"):
+        Schedule(name="x", pipeline="training")
+    with pytest.raises(ScheduleError, match="Invalid schedule name"):
+        Schedule(name="Monthly Training", pipeline="training", cron="@monthly")
+    assert Schedule(name="x", pipeline="t", interval_seconds=3600).applies_to("dev")
+    assert not Schedule(name="x", pipeline="t", cron="@daily", environments=("prod",)).applies_to(
+        "dev"
+    )
+    path = tmp_path / "schedules.yaml"
+    path.write_text(
+        "schedules:\n  - {name: a, pipeline: training, cron: '@daily'}\n"
+        "  - {name: a, pipeline: training, cron: '@hourly'}\n"
+    )
+    with pytest.raises(ScheduleError, match="repeated: a"):
+        load_schedules(path)
+    path.write_text("schedules:\n  - {name: a, pipeline: training, cron: '@daily', when: x}\n")
+    with pytest.raises(ScheduleError, match="unknown keys when"):
+        load_schedules(path)
