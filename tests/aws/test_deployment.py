@@ -14,8 +14,9 @@ from tests.aws.helpers import BUCKETS, ROLE_ARN, TEST_GROUP, offline_client, reg
 from skinlesion.aws import AwsClients
 from skinlesion.backends.base import ApprovalStatus, DeployRequest
 from skinlesion.backends.sagemaker import SageMakerBackend
-from skinlesion.backends.sagemaker.deployment import EndpointDeployer
+from skinlesion.backends.sagemaker.deployment import EndpointDeployer, has_instance_storage
 from skinlesion.backends.sagemaker.errors import DeploymentError, ModelNotApprovedError
+from skinlesion.backends.sagemaker.validation import request_problems
 from skinlesion.settings import Settings
 
 ENDPOINT = "skinlesion-test"
@@ -466,3 +467,36 @@ def test_a_failed_endpoint_is_deleted_and_created_again(
         stubber.assert_no_pending_responses()
     assert endpoint.status == "InService"
     assert calls.index("DeleteEndpoint") < calls.index("CreateEndpoint")
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "expected"),
+    [
+        ("ml.m5.large", False),
+        ("ml.c5.xlarge", False),
+        ("ml.inf1.xlarge", False),
+        ("ml.m5d.large", True),
+        ("ml.g4dn.xlarge", True),
+        ("ml.r5d.large", True),
+        ("ml.p4d.24xlarge", True),
+        ("ml.g5.xlarge", True),
+    ],
+)
+def test_instance_storage_types_get_no_kms_key_on_the_endpoint_config(
+    instance_type: str, expected: bool
+) -> None:
+    kms = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    deployer = EndpointDeployer(None, None, None, Settings(region="us-east-1", kms_key_arn=kms))
+    request = DeployRequest(
+        model_version_arn=PACKAGE_ARN, endpoint_name=ENDPOINT, instance_type=instance_type
+    )
+    params = deployer.endpoint_config_request(request, "model", CAPTURE)
+    assert has_instance_storage(instance_type) is expected
+    assert ("KmsKeyId" in params) is not expected
+    assert params["DataCaptureConfig"]["KmsKeyId"] == kms  # the capture bucket is always encrypted
+    assert (
+        request_problems(
+            offline_client("sagemaker").meta.service_model, "CreateEndpointConfig", params
+        )
+        == []
+    )

@@ -155,7 +155,7 @@ def test_local_paths_are_staged_in_and_outputs_downloaded(
     (data / "images" / "ISIC_1.jpg").write_bytes(b"\xff\xd8\xff")
     output = tmp_path / "dataset"
     request = PreprocessRequest(data_uri=str(data), output_uri=str(output), run_id=RUN)
-    name = backend._job_name("preprocess", "", RUN, "")[0]
+    name = backend.job_name_for("preprocess", "", RUN, "")[0]
     staged_output = f"s3://{MODELS}/staging/{name}/dataset"
     put_json(clients.client("s3"), f"{staged_output}/manifest.json", {"splits": {"train": 1}})
     result = backend.preprocess(request)
@@ -170,7 +170,7 @@ def test_local_paths_are_staged_in_and_outputs_downloaded(
 def test_training_to_a_local_model_folder_downloads_model_tar_gz(
     backend: SageMakerBackend, clients: AwsClients, tmp_path: Path
 ) -> None:
-    name = backend._job_name("train", "", RUN, "train")[0]
+    name = backend.job_name_for("train", "", RUN, "train")[0]
     archive_key = f"staging/{name}/model/{name}/output/model.tar.gz"
     source = tmp_path / "model"
     source.mkdir()

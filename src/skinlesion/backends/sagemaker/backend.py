@@ -126,9 +126,10 @@ class SageMakerBackend(Backend):
         """The artifact's s3:// URI when it has one (SageMaker reads and writes it directly)."""
         return uri if is_s3_uri(uri) else path
 
-    def _job_name(
+    def job_name_for(
         self, stage: str, explicit: str, run_id: str, task_name: str
     ) -> tuple[str, JobContext]:
+        """The job name of a step (explicit, or derived from run and task) and its tags."""
         run = run_id or self.settings.run_id
         context = JobContext(stage=stage, run_id=run, task_name=task_name or stage)
         name = job_name(
@@ -144,7 +145,7 @@ class SageMakerBackend(Backend):
     def preprocess(self, request: PreprocessRequest) -> JobResult:
         """A processing job running ``skinlesion.jobs.preprocess``."""
         self.settings.require(*REQUIRED_FOR_JOBS)
-        name, context = self._job_name(
+        name, context = self.job_name_for(
             "preprocess", request.job_name, request.run_id, request.task_name
         )
         plane = self.data_plane
@@ -174,7 +175,9 @@ class SageMakerBackend(Backend):
     def train(self, request: TrainRequest) -> JobResult:
         """A (spot) training job running ``skinlesion.jobs.train``; checkpoints survive retries."""
         self.settings.require(*REQUIRED_FOR_JOBS)
-        name, context = self._job_name("train", request.job_name, request.run_id, request.task_name)
+        name, context = self.job_name_for(
+            "train", request.job_name, request.run_id, request.task_name
+        )
         plane = self.data_plane
         dataset_uri = plane.input_uri(request.dataset_uri, job_name=name, name="dataset")
         output_path = plane.output_uri(request.model_uri, job_name=name, name="model")
@@ -228,7 +231,7 @@ class SageMakerBackend(Backend):
     def evaluate(self, request: EvaluateRequest) -> JobResult:
         """A processing job running ``skinlesion.jobs.evaluate``; returns metrics.json's numbers."""
         self.settings.require(*REQUIRED_FOR_JOBS)
-        name, context = self._job_name(
+        name, context = self.job_name_for(
             "evaluate", request.job_name, request.run_id, request.task_name
         )
         plane = self.data_plane
