@@ -188,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             images = held_out_images(dataset_dir, data_dir, args.classify)
             results = classify_over_http(endpoint.url, images)
-            correct = sum(pred == truth for (_, truth), (_, pred, _) in zip(images, results))
-            print(f"endpoint:        {endpoint.url} (held-out images over HTTP: {correct}/{len(results)})")
+            correct = sum(pred == truth for (_, truth), (_, pred, _) in zip(images, results, strict=False))
+            print(
+                f"endpoint:        {endpoint.url} (held-out images over HTTP: {correct}/{len(results)})"
+            )
             for (_, truth), (image, pred, prob) in zip(images, results, strict=True):
                 print(f"  {image}: true {truth:<4} predicted {pred:<4} p={prob:.2f}")
         finally:

@@ -1,5 +1,7 @@
 """The training pipeline: data to a deployed, registered model, gated on balanced accuracy."""
 
+from kfp import dsl
+
 from components.deploy import deploy
 from components.evaluate import evaluate
 from components.exit_status import exit_status
@@ -7,8 +9,6 @@ from components.preprocess import preprocess
 from components.record_decision import record_decision
 from components.register import register
 from components.train import train
-from kfp import dsl
-
 from skinlesion.kubeflow.tasks import aws_step, note_step, pipeline_config
 
 PIPELINE_NAME = "skinlesion-training"

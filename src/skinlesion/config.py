@@ -18,7 +18,9 @@ BALANCING = ("weighted_loss", "sampler", "none")
 SCHEDULES = ("cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
-Architecture = Literal["efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "resnet50", "densenet121"]
+Architecture = Literal[
+    "efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "resnet50", "densenet121"
+]
 
 
 class ConfigError(ValueError):
@@ -126,7 +128,9 @@ def _from_strings(cls: Any, values: dict[str, str]) -> Any:
     if "extra" in {f.name for f in dataclasses.fields(cls)}:
         kwargs["extra"] = extra
     elif extra:
-        raise ConfigError(f"Unknown settings {sorted(extra)}. Accepted: {', '.join(sorted(known))}.")
+        raise ConfigError(
+            f"Unknown settings {sorted(extra)}. Accepted: {', '.join(sorted(known))}."
+        )
     return cls(**kwargs)
 
 

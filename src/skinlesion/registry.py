@@ -84,7 +84,9 @@ class LocalModelRegistry:
         folder = self._group_dir(group)
         if not folder.is_dir():
             return []
-        paths = sorted((p for p in folder.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem))
+        paths = sorted(
+            (p for p in folder.glob("*.json") if p.stem.isdigit()), key=lambda p: int(p.stem)
+        )
         return [self._read(p) for p in paths]
 
     def get(self, arn: str) -> ModelVersion:

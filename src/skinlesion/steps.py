@@ -236,4 +236,12 @@ def record_decision(
     log.warning("model not promoted at %s: %s", stage, detail)
 
 
-__all__ = ["ApprovalStatus", "deploy", "evaluate", "preprocess", "record_decision", "register", "train"]
+__all__ = [
+    "ApprovalStatus",
+    "deploy",
+    "evaluate",
+    "preprocess",
+    "record_decision",
+    "register",
+    "train",
+]

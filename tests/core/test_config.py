@@ -8,7 +8,9 @@ from skinlesion.config import ConfigError, PreprocessConfig, TrainConfig
 
 
 def test_hyperparameters_are_strings_and_round_trip() -> None:
-    config = TrainConfig(architecture="mobilenet_v2", epochs=3, learning_rate=0.01, deterministic=True)
+    config = TrainConfig(
+        architecture="mobilenet_v2", epochs=3, learning_rate=0.01, deterministic=True
+    )
     hyperparameters = config.to_hyperparameters()
     assert all(isinstance(v, str) for v in hyperparameters.values())
     assert hyperparameters["epochs"] == "3"
@@ -40,7 +42,7 @@ def test_bad_hyperparameters_name_what_is_accepted(values: dict[str, str], messa
 
 
 def test_preprocess_fractions_are_bounded() -> None:
-    with pytest.raises(ConfigError, match="between 0 and 0.5"):
+    with pytest.raises(ConfigError, match=r"between 0 and 0\.5"):
         PreprocessConfig(val_fraction=0.6)
     with pytest.raises(ConfigError, match=r"in \[0, 1\]"):
         PreprocessConfig(max_invalid_fraction=1.5)

@@ -11,7 +11,9 @@ from skinlesion.backends.base import ApprovalStatus, ModelVersion, decide_approv
 from skinlesion.registry import LocalModelRegistry, RegistryError
 
 
-def _register(registry: LocalModelRegistry, accuracy: float, status: ApprovalStatus) -> ModelVersion:
+def _register(
+    registry: LocalModelRegistry, accuracy: float, status: ApprovalStatus
+) -> ModelVersion:
     return registry.create_version(
         "skin",
         model_data_uri=f"/models/{accuracy}/model.tar.gz",
@@ -36,14 +38,19 @@ def test_versions_count_from_one_and_keep_lineage(tmp_path: Path) -> None:
 def test_parallel_registrations_never_share_a_number(tmp_path: Path) -> None:
     registry = LocalModelRegistry(tmp_path)
     with ThreadPoolExecutor(8) as pool:
-        versions = list(pool.map(lambda i: _register(registry, i / 100, ApprovalStatus.PENDING), range(24)))
+        versions = list(
+            pool.map(lambda i: _register(registry, i / 100, ApprovalStatus.PENDING), range(24))
+        )
     assert sorted(v.version for v in versions) == list(range(1, 25))
 
 
 def test_status_update_and_unknown_arn(tmp_path: Path) -> None:
     registry = LocalModelRegistry(tmp_path)
     version = _register(registry, 0.8, ApprovalStatus.PENDING)
-    assert registry.update_status(version.arn, ApprovalStatus.APPROVED).approval_status is ApprovalStatus.APPROVED
+    assert (
+        registry.update_status(version.arn, ApprovalStatus.APPROVED).approval_status
+        is ApprovalStatus.APPROVED
+    )
     assert registry.get(version.arn).approval_status is ApprovalStatus.APPROVED
     with pytest.raises(RegistryError, match="No model package"):
         registry.get(version.arn.replace("/1", "/9"))
@@ -54,7 +61,19 @@ def test_status_update_and_unknown_arn(tmp_path: Path) -> None:
 def test_approval_needs_the_gate_and_the_margin(tmp_path: Path) -> None:
     registry = LocalModelRegistry(tmp_path)
     approved = [_register(registry, 0.80, ApprovalStatus.APPROVED)]
-    assert decide_approval({"balanced_accuracy": 0.9}, [], gate_passed=True, margin=0.0) is ApprovalStatus.APPROVED
-    assert decide_approval({"balanced_accuracy": 0.9}, approved, gate_passed=False, margin=0.0) is ApprovalStatus.REJECTED
-    assert decide_approval({"balanced_accuracy": 0.81}, approved, gate_passed=True, margin=0.02) is ApprovalStatus.PENDING
-    assert decide_approval({"balanced_accuracy": 0.82}, approved, gate_passed=True, margin=0.02) is ApprovalStatus.APPROVED
+    assert (
+        decide_approval({"balanced_accuracy": 0.9}, [], gate_passed=True, margin=0.0)
+        is ApprovalStatus.APPROVED
+    )
+    assert (
+        decide_approval({"balanced_accuracy": 0.9}, approved, gate_passed=False, margin=0.0)
+        is ApprovalStatus.REJECTED
+    )
+    assert (
+        decide_approval({"balanced_accuracy": 0.81}, approved, gate_passed=True, margin=0.02)
+        is ApprovalStatus.PENDING
+    )
+    assert (
+        decide_approval({"balanced_accuracy": 0.82}, approved, gate_passed=True, margin=0.02)
+        is ApprovalStatus.APPROVED
+    )

@@ -3,6 +3,7 @@ serving app as the endpoint. ``make demo`` and the tests run the pipeline on it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -87,7 +88,9 @@ class LocalBackend(Backend):
         elapsed = time.monotonic() - started
         if process.returncode != 0:
             failure = Path(env.get(ML_ROOT_ENV, "")) / "output" / "failure"
-            reason = failure.read_text().strip() if env.get(ML_ROOT_ENV) and failure.exists() else ""
+            reason = (
+                failure.read_text().strip() if env.get(ML_ROOT_ENV) and failure.exists() else ""
+            )
             raise LocalJobError(
                 f"Job {job_name} ({module}) failed with exit code {process.returncode}"
                 + (f": {reason.splitlines()[0]}" if reason else "; see its log above.")
@@ -178,7 +181,10 @@ class LocalBackend(Backend):
             if v.approval_status is ApprovalStatus.APPROVED
         ]
         status = decide_approval(
-            request.metrics, approved, gate_passed=request.gate_passed, margin=request.approval_margin
+            request.metrics,
+            approved,
+            gate_passed=request.gate_passed,
+            margin=request.approval_margin,
         )
         model_dir = storage.local_path(request.model_uri)
         archive = model_dir if model_dir.is_file() else model_dir / artifacts.MODEL_ARCHIVE
@@ -253,7 +259,11 @@ class LocalBackend(Backend):
             status="InService",
             model_version_arn=version.arn,
             capture_uri=capture,
-            details={"pid": process.pid, "log": str(slot / "server.log"), "model_dir": str(model_dir)},
+            details={
+                "pid": process.pid,
+                "log": str(slot / "server.log"),
+                "model_dir": str(model_dir),
+            },
         )
         (folder / "endpoint.json").write_text(json.dumps(endpoint.__dict__, indent=2))
         if previous is not None:  # blue/green: the old one goes only once the new one is healthy
@@ -288,7 +298,9 @@ def _free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float, log_path: Path) -> None:
+def _wait_healthy(
+    url: str, process: subprocess.Popen[bytes], timeout: float, log_path: Path
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -323,7 +335,5 @@ def _stop_pid(pid: int, grace: float = 10.0) -> None:
         except ChildProcessError:
             pass
         time.sleep(0.1)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

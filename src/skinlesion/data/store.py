@@ -63,7 +63,11 @@ def read_split(dataset_dir: Path, split: str, *, mmap: bool = True) -> SplitArra
     """Read one split; images are memory-mapped unless ``mmap`` is False."""
     folder = Path(dataset_dir) / split
     if not (folder / "images.npy").exists():
-        present = sorted(p.name for p in Path(dataset_dir).iterdir()) if Path(dataset_dir).is_dir() else []
+        present = (
+            sorted(p.name for p in Path(dataset_dir).iterdir())
+            if Path(dataset_dir).is_dir()
+            else []
+        )
         raise FileNotFoundError(
             f"No {split!r} split in {dataset_dir} (found: {', '.join(present) or 'nothing'}). "
             "Expected the output of the preprocess job."
