@@ -258,11 +258,6 @@ def train_one_epoch(
         with autocast(device, dtype):
             logits = model(x)
         loss = criterion(logits.float(), labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"Training loss became {loss.item()} at epoch {epoch}; lower learning_rate "
-                "or use precision=fp32."
-            )
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -275,6 +270,12 @@ def train_one_epoch(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
+    # Checked once per epoch, not per step (a host-device sync), and before any checkpoint.
+    if not torch.isfinite(loss_sum):
+        raise FloatingPointError(
+            f"Training loss became {loss_sum.item()} in epoch {epoch}; lower learning_rate or "
+            "use precision=fp32."
+        )
     return {
         "train_loss": float(loss_sum.item() / max(seen, 1)),
         "images": float(seen),
