@@ -49,6 +49,16 @@ class ClassificationMetricsLike(ArtifactLike, Protocol):
     def log_roc_curve(self, fpr: list[float], tpr: list[float], threshold: list[float]) -> None: ...
 
 
+def _job_identity(output: ArtifactLike) -> str:
+    """What names a step's job deterministically: its output artifact's URI.
+
+    KFP gives each task of each run its own output URI and keeps it when the step is retried,
+    so a retry finds its job again. The run id would do the same, but as a component input it
+    would enter KFP's cache key and no run would ever reuse another's cached preprocess or train.
+    """
+    return f"artifact:{output.uri or output.path}"
+
+
 def _location(backend_name: str, artifact: ArtifactLike) -> str:
     return get_backend(backend_name).artifact_location(artifact.path, artifact.uri)
 
@@ -86,6 +96,8 @@ def preprocess(
         config=PreprocessConfig(image_size=image_size, seed=seed),
         labels=labels,
         job_name=job_name,
+        run_id=_job_identity(dataset),
+        task_name="preprocess",
     )
     started = time.monotonic()
     result = get_backend(backend).preprocess(request)
@@ -110,6 +122,8 @@ def train(
         model_uri=_location(backend, model),
         config=config,
         job_name=job_name,
+        run_id=_job_identity(model),
+        task_name="train",
     )
     started = time.monotonic()
     result = get_backend(backend).train(request)
@@ -136,6 +150,8 @@ def evaluate(
         model_uri=_location(backend, model),
         output_uri=_location(backend, evaluation),
         job_name=job_name,
+        run_id=_job_identity(evaluation),
+        task_name="evaluate",
     )
     started = time.monotonic()
     result = get_backend(backend).evaluate(request)

@@ -1,0 +1,89 @@
+"""The training pipeline under kfp.local on the SageMaker backend, against moto's server.
+
+Each component runs in its own subprocess (KFP's SubprocessRunner) and makes its SageMaker calls
+over HTTP to moto: CreateProcessingJob, CreateTrainingJob, CreateModelPackage, CreateModel,
+CreateEndpointConfig, CreateEndpoint, RegisterScalableTarget, PutScalingPolicy. moto only
+records jobs (they finish at once and write nothing); ``JobSimulator`` executes each recorded
+job's module with SageMaker's container layout, so the outputs that flow from step to step are
+real. Endpoints on moto serve nothing: the deploy step is checked through the API's records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.aws.helpers import BUCKETS, make_settings
+from tests.aws.job_simulator import JobSimulator
+
+from skinlesion.aws import AwsClients
+from skinlesion.backends.sagemaker.s3 import S3DataPlane, S3Uri
+from skinlesion.settings import env_name
+
+GROUP = "skinlesion-kfp-moto"
+ENDPOINT = "skinlesion-kfp-moto"
+
+
+@pytest.mark.slow
+def test_training_pipeline_makes_its_sagemaker_calls(
+    endpoint: str,
+    sample_data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from kfp import local
+
+    from pipelines.training import training_pipeline
+
+    settings = make_settings(endpoint, poll_seconds=0.2)
+    clients = AwsClients.from_settings(settings)
+    s3 = clients.client("s3")
+    for bucket in BUCKETS.values():
+        s3.create_bucket(Bucket=bucket)
+    # The component subprocesses read their settings from the environment, as the pods do from
+    # the settings ConfigMap.
+    for name, value in settings.as_dict().items():
+        if value not in ("", None, []):
+            text = (
+                ",".join(value)
+                if isinstance(value, list)
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
+            monkeypatch.setenv(env_name(name), text)
+    data = S3Uri.parse(f"s3://{BUCKETS['data_bucket']}/isic-sample")
+    S3DataPlane(s3, "s3://unused/").upload(sample_data_dir, data)
+
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    with JobSimulator(endpoint, tmp_path / "jobs").active() as simulator:
+        training_pipeline(
+            data_uri=str(data),
+            backend="sagemaker",
+            architecture="mobilenet_v2",
+            pretrained="none",
+            epochs=1,
+            batch_size=32,
+            image_size=32,
+            threshold=0.0,
+            model_group=GROUP,
+            endpoint_name=ENDPOINT,
+        )
+    sagemaker: Any = clients.client("sagemaker")
+    stages = [name.split("-")[2] for name in simulator.started]
+    assert stages == ["preprocess", "train", "evaluate"], simulator.started
+    training = sagemaker.describe_training_job(TrainingJobName=simulator.started[1])
+    assert training["HyperParameters"]["architecture"] == "mobilenet_v2"
+    assert training["HyperParameters"]["epochs"] == "1"
+
+    packages = sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
+    assert [p["ModelApprovalStatus"] for p in packages] == ["Approved"]
+    described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert described["EndpointStatus"] == "InService"
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    assert config["DataCaptureConfig"]["EnableCapture"] is True
+    targets = clients.client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace="sagemaker"
+    )["ScalableTargets"]
+    assert [(t["MinCapacity"], t["MaxCapacity"]) for t in targets] == [(1, 5)]
