@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +50,14 @@ def run(env: TrainingEnvironment, *, stop_after_epoch: int | None = None) -> dic
             "Ignoring hyperparameters this job does not use: %s", ", ".join(sorted(config.extra))
         )
     dataset_dir = env.channel(TRAIN_CHANNEL)
+    if len(env.hosts) > 1 and "WORLD_SIZE" not in os.environ:
+        log.warning(
+            "%d hosts (%s) but no torchrun launch: each host trains on its own. Start the job "
+            "with torchrun --nnodes %d to train one model across them.",
+            len(env.hosts),
+            ", ".join(env.hosts),
+            len(env.hosts),
+        )
     result = fit(
         config,
         dataset_dir,
