@@ -1,0 +1,371 @@
+"""The kustomize overlays build, validate against Kubernetes' and Kubeflow's schemas, and render."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import importlib.util
+import json
+import re
+import shutil
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from referencing import Registry, Resource
+from tests.containers.helpers import MANIFESTS, REPO_ROOT, crd_json_schema, kustomize
+
+from skinlesion.settings import Settings, env_name
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("kubectl") is None, reason="kubectl (with its built-in kustomize) is not installed"
+)
+
+ENVIRONMENTS = {"dev": "skinlesion-dev", "prod": "skinlesion-prod"}
+# EKS's supported range when this was written; the strict schemas reject unknown fields.
+KUBERNETES_VERSIONS = ("1.31.0", "1.35.0")
+CRD_DIR = Path(__file__).parent / "crds"
+CRDS = {
+    (crd["spec"]["group"], crd["spec"]["names"]["kind"]): crd
+    for crd in (yaml.safe_load(p.read_text()) for p in sorted(CRD_DIR.glob("*.yaml")))
+}
+# The profile controller's AwsIamForServiceAccount plugin reads exactly these fields.
+IRSA_PLUGIN_SPEC = {
+    "type": "object",
+    "required": ["awsIamRole"],
+    "additionalProperties": False,
+    "properties": {"awsIamRole": {"type": "string"}, "annotateOnly": {"type": "boolean"}},
+}
+OUTPUTS: dict[str, Any] = {
+    "region": "eu-west-1",
+    "name_prefix": "skinlesion-dev",
+    "data_bucket": "skinlesion-dev-data-123456789012",
+    "processed_bucket": "skinlesion-dev-processed-123456789012",
+    "models_bucket": "skinlesion-dev-models-123456789012",
+    "pipeline_root": "s3://skinlesion-dev-models-123456789012/pipeline-root",
+    "capture_bucket": "skinlesion-dev-capture-123456789012",
+    "capture_uri": "s3://skinlesion-dev-capture-123456789012/capture",
+    "logs_bucket": "skinlesion-dev-logs-123456789012",
+    "kms_key_arn": "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "sagemaker_execution_role_arn": "arn:aws:iam::123456789012:role/skinlesion-dev-sagemaker",
+    "kubeflow_irsa_role_arn": "arn:aws:iam::123456789012:role/skinlesion-dev-kubeflow-pipelines",
+    "training_image_repository_url": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sl/training",
+    "inference_image_repository_url": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sl/inference",
+    "pipeline_image_repository_url": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/sl/pipeline",
+    "model_package_group_name": "skinlesion-dev",
+    "sns_topic_arn": "arn:aws:sns:eu-west-1:123456789012:skinlesion-dev-alerts",
+    "endpoint_name": "skinlesion-dev",
+    "endpoint_alarm_names": ["skinlesion-dev-5xx", "skinlesion-dev-latency"],
+    "metrics_namespace": "SkinLesion",
+}
+
+
+def load_render() -> ModuleType:
+    path = MANIFESTS / "render.py"
+    spec = importlib.util.spec_from_file_location("render", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["render"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+render = load_render()
+
+
+@pytest.fixture(scope="module", params=sorted(ENVIRONMENTS))
+def overlay(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    env = request.param
+    return env, kustomize(MANIFESTS / "overlays" / env)
+
+
+def terraform_json(outputs: dict[str, Any]) -> dict[str, Any]:
+    """What `terraform output -json` writes."""
+    return {
+        name: {
+            "sensitive": False,
+            "type": "string" if isinstance(v, str) else ["list", "string"],
+            "value": v,
+        }
+        for name, v in outputs.items()
+    }
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def core_validator(version: str, definition: str) -> jsonschema.protocols.Validator:
+    """A validator for one Kubernetes definition (ObjectMeta, EnvVar, Volume, ...), strict."""
+    folder = (
+        resources.files(kubernetes_validate) / "kubernetes-json-schema" / f"v{version}-local-strict"
+    )
+    definitions = json.loads((folder / "_definitions.json").read_text())
+    registry: Registry[Any] = Registry().with_resource(
+        definitions["$id"], Resource.from_contents(definitions)
+    )
+    ref = f"{definitions['$id']}#/$defs/io.k8s.{definition}"
+    return jsonschema.Draft202012Validator({"$ref": ref}, registry=registry)
+
+
+# PodDefault fields whose items are core Kubernetes types (the CRD leaves them open).
+POD_DEFAULT_CORE_TYPES = {
+    "env": "api.core.v1.EnvVar",
+    "volumes": "api.core.v1.Volume",
+    "volumeMounts": "api.core.v1.VolumeMount",
+}
+
+
+def validate(obj: dict[str, Any]) -> None:
+    """Kubernetes' own schemas for built-in kinds; the CRD fixtures for Kubeflow's kinds."""
+    group = obj["apiVersion"].rpartition("/")[0]
+    crd = CRDS.get((group, obj["kind"]))
+    for version in KUBERNETES_VERSIONS:
+        if crd is None:
+            kubernetes_validate.validate(obj, version, strict=True)
+            continue
+        core_validator(version, "apimachinery.pkg.apis.meta.v1.ObjectMeta").validate(
+            obj["metadata"]
+        )
+        if obj["kind"] == "PodDefault":
+            for key, definition in POD_DEFAULT_CORE_TYPES.items():
+                for item in obj["spec"].get(key, []):
+                    core_validator(version, definition).validate(item)
+    if crd is not None:
+        served = obj["apiVersion"].rpartition("/")[2]
+        jsonschema.Draft202012Validator(crd_json_schema(crd, served)).validate(obj)
+        if crd["spec"]["scope"] == "Cluster":
+            assert "namespace" not in obj["metadata"], f"{obj['kind']} is cluster-scoped"
+    if obj["kind"] == "Profile":
+        for plugin in obj["spec"].get("plugins", []):
+            if plugin["kind"] == "AwsIamForServiceAccount":
+                jsonschema.Draft202012Validator(IRSA_PLUGIN_SPEC).validate(plugin["spec"])
+
+
+def test_crd_fixtures_are_valid_crds() -> None:
+    assert set(CRDS) == {("kubeflow.org", "Profile"), ("kubeflow.org", "PodDefault")}
+    for crd in CRDS.values():
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(crd, version, strict=True)
+
+
+def test_validation_rejects_what_the_schemas_forbid(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    # The gate only counts if it can fail: a misspelt field in each kind must be caught.
+    _, objects = overlay
+    for obj in objects:
+        broken = copy.deepcopy(obj)
+        broken["spec" if "spec" in broken else "data"]["misspelt"] = {"x": 1}
+        with pytest.raises(jsonschema.ValidationError):
+            validate(broken)
+    profile = copy.deepcopy(next(o for o in objects if o["kind"] == "Profile"))
+    profile["spec"]["resourceQuotaSpec"]["hard"]["requests.cpu"] = "eight"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(profile)
+    profile = copy.deepcopy(next(o for o in objects if o["kind"] == "Profile"))
+    profile["spec"]["plugins"][0]["spec"]["awsIamRoleArn"] = "typo"
+    with pytest.raises(jsonschema.ValidationError):
+        validate(profile)
+    access = copy.deepcopy(
+        next(o for o in objects if o["metadata"]["name"] == "access-ml-pipeline")
+    )
+    access["spec"]["volumeMounts"][0]["mountpath"] = access["spec"]["volumeMounts"][0].pop(
+        "mountPath"
+    )
+    with pytest.raises(jsonschema.ValidationError):
+        validate(access)
+
+
+def test_overlay_objects_validate(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    env, objects = overlay
+    kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+    assert kinds == [
+        "ConfigMap/kfp-launcher",
+        "ConfigMap/skinlesion-settings",
+        "LimitRange/skinlesion-defaults",
+        "PodDefault/access-ml-pipeline",
+        "PodDefault/skinlesion-settings",
+        f"Profile/{ENVIRONMENTS[env]}",
+    ]
+    for obj in objects:
+        validate(obj)
+
+
+def test_every_namespaced_object_lives_in_the_profiles_namespace(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    env, objects = overlay
+    for obj in objects:
+        if obj["kind"] != "Profile":
+            assert obj["metadata"]["namespace"] == ENVIRONMENTS[env], obj["metadata"]
+        assert obj["metadata"]["labels"]["skinlesion/environment"] == env
+
+
+def test_profile_binds_default_editor_to_terraforms_role(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, objects = overlay
+    profile = next(o for o in objects if o["kind"] == "Profile")
+    plugins = [p for p in profile["spec"]["plugins"] if p["kind"] == "AwsIamForServiceAccount"]
+    assert len(plugins) == 1
+    # Terraform owns the role's trust policy; the controller must only annotate.
+    assert plugins[0]["spec"]["annotateOnly"] is True
+
+
+def test_settings_configmap_speaks_settings_py(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    _, objects = overlay
+    data = next(o for o in objects if o["metadata"]["name"] == "skinlesion-settings")["data"]
+    names = {env_name(f.name): f for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(data) - set(names))
+    assert not unknown, f"not settings in skinlesion/settings.py: {unknown}"
+    terraform = {n for n, f in names.items() if f.metadata.get("terraform")}
+    assert sorted(terraform - set(data)) == [], "every Terraform-owned setting has its key"
+    assert all(data[name] == "" for name in terraform), "Terraform values come from make manifests"
+    Settings.from_environment(data)  # the rest parses as the steps will parse it
+
+
+def test_poddefault_injects_the_settings(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    _, objects = overlay
+    pod_default = next(
+        o
+        for o in objects
+        if o["metadata"]["name"] == "skinlesion-settings" and o["kind"] == "PodDefault"
+    )
+    assert pod_default["spec"]["envFrom"] == [{"configMapRef": {"name": "skinlesion-settings"}}]
+    assert pod_default["spec"]["selector"] == {"matchLabels": {"skinlesion/settings": "true"}}
+
+
+def test_quota_comes_with_container_defaults(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    # A quota on requests/limits rejects pods without them unless a LimitRange fills them in.
+    _, objects = overlay
+    hard = next(o for o in objects if o["kind"] == "Profile")["spec"]["resourceQuotaSpec"]["hard"]
+    limits = next(o for o in objects if o["kind"] == "LimitRange")["spec"]["limits"]
+    container = next(item for item in limits if item["type"] == "Container")
+    for key in hard:
+        kind, _, resource = key.partition(".")
+        if kind == "requests" and resource in ("cpu", "memory"):
+            assert resource in container["defaultRequest"], key
+        if kind == "limits":
+            assert resource in container["default"], key
+
+
+def test_launcher_reads_s3_with_the_pods_identity(
+    overlay: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, objects = overlay
+    launcher = next(o for o in objects if o["metadata"]["name"] == "kfp-launcher")["data"]
+    s3 = yaml.safe_load(launcher["providers"])["s3"]["default"]
+    assert s3["credentials"] == {"fromEnv": True}
+    assert s3["disableSSL"] is False
+
+
+# --- make manifests --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["terraform", "flat"])
+@pytest.mark.parametrize("env", sorted(ENVIRONMENTS))
+def test_render_fills_every_terraform_value(tmp_path: Path, env: str, form: str) -> None:
+    outputs_file = tmp_path / "outputs.json"
+    outputs = dict(OUTPUTS, kubeflow_namespace=ENVIRONMENTS[env])
+    outputs_file.write_text(json.dumps(terraform_json(outputs) if form == "terraform" else outputs))
+    manifest = render.render(
+        env, outputs_file, tmp_path / "out", image_tag="0123abcd", owner="owner@example.org"
+    )
+    objects = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+    for obj in objects:
+        validate(obj)
+    profile = next(o for o in objects if o["kind"] == "Profile")
+    assert profile["metadata"]["name"] == ENVIRONMENTS[env]
+    assert profile["spec"]["owner"] == {"kind": "User", "name": "owner@example.org"}
+    assert profile["spec"]["plugins"][0]["spec"]["awsIamRole"] == OUTPUTS["kubeflow_irsa_role_arn"]
+    launcher = next(o for o in objects if o["metadata"]["name"] == "kfp-launcher")["data"]
+    assert launcher["defaultPipelineRoot"] == OUTPUTS["pipeline_root"]
+    assert yaml.safe_load(launcher["providers"])["s3"]["default"]["region"] == "eu-west-1"
+    data = next(o for o in objects if o["metadata"]["name"] == "skinlesion-settings")["data"]
+    settings = Settings.from_environment(data)
+    assert settings.training_image_uri == OUTPUTS["training_image_repository_url"] + ":0123abcd"
+    assert settings.inference_image_uri == OUTPUTS["inference_image_repository_url"] + ":0123abcd"
+    assert settings.sagemaker_execution_role_arn == OUTPUTS["sagemaker_execution_role_arn"]
+    assert settings.kms_key_arn == OUTPUTS["kms_key_arn"]
+    assert settings.pipeline_root == OUTPUTS["pipeline_root"]
+    # The overlay's own choices survive the render.
+    expected_type = {"dev": "ml.g4dn.xlarge", "prod": "ml.g5.xlarge"}[env]
+    assert settings.training_instance_type == expected_type
+    # The generated overlay applies as it is, too (kubectl apply -k).
+    assert kustomize(tmp_path / "out" / env) == objects
+
+
+def test_render_refuses_incomplete_manifests(tmp_path: Path) -> None:
+    outputs_file = tmp_path / "outputs.json"
+    outputs_file.write_text(json.dumps(OUTPUTS))
+    with pytest.raises(render.RenderError, match="PROFILE_OWNER"):
+        render.render("dev", outputs_file, tmp_path / "out", image_tag="t")
+    with pytest.raises(
+        render.RenderError, match=re.escape("Unknown environment 'staging'. Accepted: dev, prod.")
+    ):
+        render.render("staging", outputs_file, tmp_path / "out", image_tag="t", owner="o@x.org")
+    outputs_file.write_text(json.dumps(dict(OUTPUTS, kubeflow_namespace="kubeflow-user")))
+    with pytest.raises(render.RenderError, match="trusts namespace 'kubeflow-user'"):
+        render.render("dev", outputs_file, tmp_path / "out", image_tag="t", owner="o@x.org")
+    incomplete = {k: v for k, v in OUTPUTS.items() if k != "kubeflow_irsa_role_arn"}
+    outputs_file.write_text(json.dumps(incomplete))
+    with pytest.raises(render.RenderError, match="lack kubeflow_irsa_role_arn"):
+        render.render("dev", outputs_file, tmp_path / "out", image_tag="t", owner="o@x.org")
+    outputs_file.write_text(json.dumps({k: v for k, v in OUTPUTS.items() if k != "models_bucket"}))
+    with pytest.raises(render.RenderError, match="models_bucket"):
+        render.render("dev", outputs_file, tmp_path / "out", image_tag="t", owner="o@x.org")
+    outputs_file.write_text(json.dumps(dict(OUTPUTS, kubeflow_irsa_role_arn="skinlesion-role")))
+    with pytest.raises(render.RenderError, match="is not an IAM role ARN"):
+        render.render("dev", outputs_file, tmp_path / "out", image_tag="t", owner="o@x.org")
+
+
+def test_render_command_line(tmp_path: Path) -> None:
+    outputs_file = tmp_path / "outputs.json"
+    outputs_file.write_text(json.dumps(terraform_json(OUTPUTS)))
+    command = [sys.executable, str(MANIFESTS / "render.py"), "--env", "prod", "--outputs",
+               str(outputs_file), "--out", str(tmp_path / "out"), "--image-tag", "abc"]  # fmt: skip
+    failed = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert failed.returncode == 2 and "PROFILE_OWNER" in failed.stderr
+    done = subprocess.run(
+        [*command, "--owner", "o@x.org"], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "out" / "prod.yaml").is_file()
+
+
+# --- yamllint --------------------------------------------------------------------------------------
+
+
+def yamllint(*paths: Path | str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("yamllint") or str(REPO_ROOT / ".venv" / "bin" / "yamllint")
+    return subprocess.run(
+        [binary, "--strict", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+
+def test_yamllint_is_clean_on_manifests_params_and_workflows() -> None:
+    targets = [REPO_ROOT / "manifests", REPO_ROOT / ".github", CRD_DIR]
+    params = REPO_ROOT / "pipelines" / "params"
+    if params.is_dir():
+        targets.append(params)
+    result = yamllint(*targets)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_yamllint_config_is_in_force(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("key: value   \nlist:\n- a\n-  b\nkey: again\n")
+    result = yamllint(bad)
+    assert result.returncode != 0
+    assert "trailing-spaces" in result.stdout and "key-duplicates" in result.stdout
