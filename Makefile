@@ -44,7 +44,7 @@ sample-data: $(STAMP) ## Write the generated ISIC-format sample to build/sample
 data: $(STAMP) ## Download the ISIC 2019 training images and ground truth with isic-cli (needs internet)
 	$(BIN)/skinlesion fetch-isic build/isic2019
 
-lint: $(STAMP) ## ruff and mypy (more lint gates join from mk/*.mk)
+lint: $(STAMP) lint-containers ## ruff, mypy, hadolint and yamllint
 	$(BIN)/ruff check src tests components pipelines bench
 	$(BIN)/ruff format --check src tests components pipelines bench
 	$(BIN)/mypy
