@@ -1,0 +1,114 @@
+variable "region" {
+  description = "AWS region of every resource, e.g. eu-west-1 (the EKS cluster's region)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", var.region))
+    error_message = "region must be an AWS region name such as eu-west-1 or us-east-1."
+  }
+}
+
+variable "allowed_account_ids" {
+  description = "AWS account IDs this environment may be applied to; a plan against any other account fails. null allows any."
+  type        = list(string)
+  default     = null
+}
+
+variable "project" {
+  description = "Project name: the first part of every resource name (<project>-dev-...)."
+  type        = string
+  default     = "skinlesion"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{1,10}$", var.project))
+    error_message = "project must be 2-11 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "oidc_provider_arn" {
+  description = "ARN of the EKS cluster's IAM OIDC provider (aws iam list-open-id-connect-providers)."
+  type        = string
+}
+
+variable "oidc_provider_url" {
+  description = "Issuer URL of the EKS cluster's OIDC provider (aws eks describe-cluster --query cluster.identity.oidc.issuer)."
+  type        = string
+}
+
+variable "kubeflow_namespace" {
+  description = "Namespace of the Kubeflow profile that runs the pipelines (manifests/overlays/dev); its default-editor service account assumes the IRSA role."
+  type        = string
+  default     = "skinlesion-dev"
+}
+
+variable "alert_emails" {
+  description = "E-mail addresses that receive alarms, failed-training and model-approval notices and budget alerts."
+  type        = list(string)
+  default     = []
+}
+
+variable "monthly_budget_usd" {
+  description = "Monthly AWS cost budget in US dollars (alerts at 80% and 100% actual, 100% forecast)."
+  type        = number
+  default     = 200
+}
+
+variable "latency_p99_threshold_ms" {
+  description = "p99 model latency in milliseconds above which the endpoint latency alarm fires."
+  type        = number
+  default     = 500
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days after which overwritten or deleted object versions are removed from the data buckets."
+  type        = number
+  default     = 30
+}
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete buckets and repositories that still hold data."
+  type        = bool
+  default     = false
+}
+
+variable "external_image_repository_arns" {
+  description = "Further ECR repositories the SageMaker execution role may pull from, e.g. AWS Deep Learning Containers."
+  type        = list(string)
+  default     = []
+}
+
+variable "require_job_output_kms_key" {
+  description = "Only allow SageMaker training and processing jobs whose output KMS key is the project's key."
+  type        = bool
+  default     = true
+}
+
+variable "vpc_id" {
+  description = "VPC that SageMaker jobs and endpoints run in (grants the execution role its network interfaces); null for none."
+  type        = string
+  default     = null
+}
+
+variable "subnet_ids" {
+  description = "Subnets of vpc_id that SageMaker jobs, models and endpoints run in; empty without a VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "security_group_ids" {
+  description = "Security groups of vpc_id for SageMaker jobs, models and endpoints; empty without a VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary for the two IAM roles, when the organisation requires one."
+  type        = string
+  default     = null
+}
+
+variable "tags" {
+  description = "Extra tags on every resource (Project, Environment and ManagedBy are always set)."
+  type        = map(string)
+  default     = {}
+}

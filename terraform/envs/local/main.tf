@@ -1,0 +1,57 @@
+# The same platform as dev and prod, applied to a moto server: every AWS endpoint points at it.
+
+provider "aws" {
+  region     = var.region
+  access_key = "test"
+  secret_key = "test"
+
+  skip_credentials_validation = true
+  skip_metadata_api_check     = true
+  skip_requesting_account_id  = true
+  s3_use_path_style           = true
+  # moto answers calls it does not implement with errors that the SDK retries for minutes.
+  max_retries = 1
+
+  endpoints {
+    budgets    = var.moto_endpoint
+    cloudwatch = var.moto_endpoint
+    ecr        = var.moto_endpoint
+    events     = var.moto_endpoint
+    iam        = var.moto_endpoint
+    kms        = var.moto_endpoint
+    logs       = var.moto_endpoint
+    s3         = var.moto_endpoint
+    sagemaker  = var.moto_endpoint
+    sns        = var.moto_endpoint
+    sts        = var.moto_endpoint
+  }
+
+  default_tags {
+    tags = {
+      Project     = "skinlesion"
+      Environment = "local"
+      ManagedBy   = "terraform"
+    }
+  }
+}
+
+# An EKS cluster's OIDC provider, so the IRSA role has a real federated principal to trust.
+resource "aws_iam_openid_connect_provider" "eks" {
+  url             = "https://oidc.eks.${var.region}.amazonaws.com/id/LOCALMOTOCLUSTER"
+  client_id_list  = ["sts.amazonaws.com"]
+  thumbprint_list = ["9e99a48a9960b14926bb7f3b02e22da2b0ab7280"]
+}
+
+module "platform" {
+  source = "../../modules/platform"
+
+  name_prefix        = var.name_prefix
+  force_destroy      = true
+  oidc_provider_arn  = aws_iam_openid_connect_provider.eks.arn
+  oidc_provider_url  = aws_iam_openid_connect_provider.eks.url
+  kubeflow_namespace = var.kubeflow_namespace
+
+  kms_deletion_window_days   = 7
+  enable_budget              = var.enable_unsupported_in_moto
+  enable_model_package_group = var.enable_unsupported_in_moto
+}

@@ -1,0 +1,64 @@
+# The whole AWS side of one environment: storage, registries, observability and identity wired
+# together, so each envs/<name> root stays a provider, a backend and this module.
+
+locals {
+  endpoint_name = coalesce(var.endpoint_name, "${var.name_prefix}-endpoint")
+}
+
+module "storage" {
+  source = "../storage"
+
+  name_prefix                        = var.name_prefix
+  force_destroy                      = var.force_destroy
+  kms_deletion_window_days           = var.kms_deletion_window_days
+  intelligent_tiering_after_days     = var.intelligent_tiering_after_days
+  noncurrent_version_expiration_days = var.noncurrent_version_expiration_days
+  access_log_retention_days          = var.access_log_retention_days
+  tags                               = var.tags
+}
+
+module "registries" {
+  source = "../registries"
+
+  name_prefix                = var.name_prefix
+  kms_key_arn                = module.storage.kms_key_arn
+  force_delete               = var.force_destroy
+  enable_model_package_group = var.enable_model_package_group
+  tags                       = var.tags
+}
+
+module "observability" {
+  source = "../observability"
+
+  name_prefix              = var.name_prefix
+  kms_key_arn              = module.storage.kms_key_arn
+  endpoint_name            = local.endpoint_name
+  model_package_group_name = module.registries.model_package_group_name
+  alert_emails             = var.alert_emails
+  endpoint_5xx_threshold   = var.endpoint_5xx_threshold
+  latency_p99_threshold_ms = var.latency_p99_threshold_ms
+  monthly_budget_usd       = var.monthly_budget_usd
+  enable_budget            = var.enable_budget
+  tags                     = var.tags
+}
+
+module "identity" {
+  source = "../identity"
+
+  name_prefix                    = var.name_prefix
+  kms_key_arn                    = module.storage.kms_key_arn
+  bucket_arns                    = module.storage.bucket_arns
+  ecr_repository_arns            = values(module.registries.repository_arns)
+  external_image_repository_arns = var.external_image_repository_arns
+  model_package_group_name       = module.registries.model_package_group_name
+  sns_topic_arn                  = module.observability.sns_topic_arn
+  oidc_provider_arn              = var.oidc_provider_arn
+  oidc_provider_url              = var.oidc_provider_url
+  kubeflow_namespace             = var.kubeflow_namespace
+  kubeflow_service_account       = var.kubeflow_service_account
+  metrics_namespace              = var.metrics_namespace
+  require_job_output_kms_key     = var.require_job_output_kms_key
+  vpc_id                         = var.vpc_id
+  permissions_boundary_arn       = var.permissions_boundary_arn
+  tags                           = var.tags
+}

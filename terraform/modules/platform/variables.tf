@@ -1,0 +1,145 @@
+variable "name_prefix" {
+  description = "Prefix of every resource name, e.g. \"skinlesion-dev\": 3-20 lowercase letters, digits and hyphens."
+  type        = string
+}
+
+variable "force_destroy" {
+  description = "Let `terraform destroy` delete buckets and image repositories that still hold data (throwaway environments only)."
+  type        = bool
+  default     = false
+}
+
+variable "kms_deletion_window_days" {
+  description = "Days a scheduled deletion of the KMS key waits (7-30)."
+  type        = number
+  default     = 30
+}
+
+variable "intelligent_tiering_after_days" {
+  description = "Days after which objects in the data buckets move to S3 Intelligent-Tiering."
+  type        = number
+  default     = 0
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days after which noncurrent object versions expire in the data buckets."
+  type        = number
+  default     = 90
+}
+
+variable "access_log_retention_days" {
+  description = "Days S3 access logs are kept."
+  type        = number
+  default     = 365
+}
+
+variable "oidc_provider_arn" {
+  description = "ARN of the EKS cluster's IAM OIDC provider that the Kubeflow IRSA role trusts."
+  type        = string
+}
+
+variable "oidc_provider_url" {
+  description = "Issuer URL of the EKS cluster's OIDC provider (with or without https://)."
+  type        = string
+}
+
+variable "kubeflow_namespace" {
+  description = "Namespace of the Kubeflow profile whose pipeline pods assume the IRSA role."
+  type        = string
+}
+
+variable "kubeflow_service_account" {
+  description = "Service account of the Kubeflow profile that runs pipeline pods."
+  type        = string
+  default     = "default-editor"
+}
+
+variable "external_image_repository_arns" {
+  description = "Further ECR repository ARNs the SageMaker execution role may pull from (e.g. AWS Deep Learning Containers)."
+  type        = list(string)
+  default     = []
+}
+
+variable "require_job_output_kms_key" {
+  description = "Only allow SageMaker jobs whose output KMS key is the project's key."
+  type        = bool
+  default     = true
+}
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the project's own metrics (monitoring)."
+  type        = string
+  default     = "SkinLesion"
+}
+
+variable "vpc_id" {
+  description = "VPC that SageMaker jobs and endpoints run in; null when they run without one."
+  type        = string
+  default     = null
+}
+
+variable "subnet_ids" {
+  description = "Subnets (of vpc_id) for SageMaker jobs, models and endpoints; empty without a VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "security_group_ids" {
+  description = "Security groups (of vpc_id) for SageMaker jobs, models and endpoints; empty without a VPC."
+  type        = list(string)
+  default     = []
+}
+
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary for the two roles, when the organisation requires one."
+  type        = string
+  default     = null
+}
+
+variable "endpoint_name" {
+  description = "Name of the SageMaker endpoint the deploy step creates and the alarms watch; null means \"<name_prefix>-endpoint\"."
+  type        = string
+  default     = null
+}
+
+variable "alert_emails" {
+  description = "E-mail addresses subscribed to the alerts topic."
+  type        = list(string)
+  default     = []
+}
+
+variable "endpoint_5xx_threshold" {
+  description = "5xx errors per minute above which the endpoint alarm fires (2 of 3 minutes)."
+  type        = number
+  default     = 0
+}
+
+variable "latency_p99_threshold_ms" {
+  description = "p99 model latency in milliseconds above which the latency alarm fires (3 of 5 minutes)."
+  type        = number
+  default     = 500
+}
+
+variable "monthly_budget_usd" {
+  description = "Monthly cost budget in US dollars."
+  type        = number
+  default     = 300
+}
+
+variable "enable_budget" {
+  description = "Create the AWS Budgets alert (moto's server cannot serve it: see docs/aws.md)."
+  type        = bool
+  default     = true
+}
+
+variable "enable_model_package_group" {
+  description = "Create the SageMaker model package group (moto cannot delete it: see docs/aws.md)."
+  type        = bool
+  default     = true
+}
+
+variable "tags" {
+  description = "Tags added to every resource."
+  type        = map(string)
+  default     = {}
+}

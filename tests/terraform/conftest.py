@@ -1,0 +1,87 @@
+"""Fixtures of the Terraform tests: make targets in an isolated build folder, a moto server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.terraform.helpers import DEFAULT_MIRROR, REPO_ROOT, Make
+
+
+@pytest.fixture(scope="session")
+def terraform_bin() -> str:
+    """Path of the terraform binary; skips when it is not installed."""
+    path = shutil.which("terraform")
+    if path is None:
+        pytest.skip("terraform is not on PATH (https://developer.hashicorp.com/terraform/install)")
+    if shutil.which("make") is None:
+        pytest.skip("make is not on PATH")
+    return path
+
+
+@pytest.fixture(scope="session")
+def make(terraform_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Make:
+    """make with TF_BUILD under a session tmp dir and every root run from a copy.
+
+    With a provider mirror the plugin cache holds only links to it, so a fresh one costs
+    nothing; without one, the repository's build/terraform/plugin-cache keeps the downloads.
+    """
+    build = tmp_path_factory.mktemp("terraform-build")
+    env = dict(os.environ)
+    # POSIX shells export ENV (their start-up file); make would take it for the environment.
+    env.pop("ENV", None)
+    env.update({"TF_RUN_COPY": "1", "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"})
+    mirror = Path(env.get("TF_MIRROR", DEFAULT_MIRROR))
+    if not mirror.is_dir():
+        env["TF_PLUGIN_CACHE"] = str(REPO_ROOT / "build" / "terraform" / "plugin-cache")
+    return Make(env=env, build=build)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto server on a free loopback port, stopped when the module's tests are done."""
+    pytest.importorskip(
+        "moto.server", reason="moto[server] is not installed (pip install -e .[dev])"
+    )
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2):
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"moto server did not start on {url}:\n{log_path.read_text()}")
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
