@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "skinlesion.jobs.evaluate",
     "skinlesion.kubeflow.commands",
     "skinlesion.serving.commands",
+    "skinlesion.monitoring.commands",
 )
 
 log = logging.getLogger(__name__)
