@@ -26,6 +26,17 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 NAME_PREFIX = "skinlesion-local"
 NAMESPACE = "skinlesion-local"
+GITHUB_ISSUER = "token.actions.githubusercontent.com"
+GITHUB_REPOSITORY = "example-org/skinlesion"  # envs/local's default
+# What `docker push` needs, per ECR's documentation; nothing that deletes or reconfigures.
+ECR_PUSH_ACTIONS = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:CompleteLayerUpload",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+]
 # Actions that AWS cannot scope to a resource; any other Allow must name its resources.
 UNSCOPED_ACTIONS = {
     "ecr:GetAuthorizationToken",
@@ -270,7 +281,11 @@ def test_kubeflow_role_trusts_only_the_profile_service_account(
     iam = client("iam", moto_endpoint)
     role = iam.get_role(RoleName=outputs["kubeflow_irsa_role_arn"].split("/")[-1])["Role"]
     (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
-    (provider,) = iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+    (provider,) = [
+        p
+        for p in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]
+        if ":oidc-provider/oidc.eks." in p["Arn"]
+    ]
     assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
     assert trust["Principal"] == {"Federated": provider["Arn"]}
     issuer = provider["Arn"].split(":oidc-provider/")[1]
@@ -303,6 +318,74 @@ def test_kubeflow_role_trusts_only_the_profile_service_account(
         "sns:Publish",
     ):
         assert needed in granted, needed
+
+
+def test_ci_role_trusts_only_this_repository_and_pushes_only_our_images(
+    outputs: dict[str, Any], moto_endpoint: str
+) -> None:
+    """The publish job's role: GitHub's provider, exact subjects, ECR push to our three repos."""
+    iam = client("iam", moto_endpoint)
+    provider_arn = outputs["github_oidc_provider_arn"]
+    assert provider_arn == f"arn:aws:iam::{ACCOUNT}:oidc-provider/{GITHUB_ISSUER}"
+    provider = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=provider_arn)
+    assert provider["Url"] == GITHUB_ISSUER
+    assert provider["ClientIDList"] == ["sts.amazonaws.com"]
+
+    role = iam.get_role(RoleName=outputs["ci_role_arn"].split("/")[-1])["Role"]
+    assert role["RoleName"] == f"{NAME_PREFIX}-github-actions"
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Effect"] == "Allow"
+    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert trust["Principal"] == {"Federated": provider_arn}
+    # Exact matches only: no StringLike, no wildcard subject, no other repository.
+    assert trust["Condition"] == {
+        "StringEquals": {
+            f"{GITHUB_ISSUER}:aud": "sts.amazonaws.com",
+            f"{GITHUB_ISSUER}:sub": [
+                f"repo:{GITHUB_REPOSITORY}:ref:refs/heads/main",
+                f"repo:{GITHUB_REPOSITORY}:environment:local",
+            ],
+        }
+    }
+
+    statements = role_policies(iam, role["RoleName"])
+    by_sid = {s["Sid"]: s for s in statements}
+    assert set(by_sid) == {
+        "EcrLogin",
+        "PushImages",
+        "ListStateBucket",
+        "ReadState",
+        "ReadStateChecksum",
+    }
+    for statement in statements:
+        assert statement["Effect"] == "Allow" and "Condition" not in statement
+        for action in as_list(statement["Action"]):
+            assert "*" not in action, f"wildcard action {action} in {statement['Sid']}"
+        if "*" in as_list(statement["Resource"]):
+            assert as_list(statement["Action"]) == ["ecr:GetAuthorizationToken"]
+    granted = {a for s in statements for a in as_list(s["Action"])}
+    assert not {a for a in granted if a.split(":")[0] in {"iam", "sts", "kms", "sagemaker"}}
+    assert {a for a in granted if a.startswith("s3:")} == {"s3:ListBucket", "s3:GetObject"}
+
+    push = by_sid["PushImages"]
+    assert sorted(as_list(push["Action"])) == sorted(ECR_PUSH_ACTIONS)
+    repositories = client("ecr", moto_endpoint).describe_repositories(
+        repositoryNames=[
+            f"{NAME_PREFIX}/{image}" for image in ("training", "inference", "pipeline")
+        ]
+    )["repositories"]
+    assert sorted(as_list(push["Resource"])) == sorted(r["repositoryArn"] for r in repositories)
+    ecr_statements = [
+        s for s in statements if any(a.startswith("ecr:") for a in as_list(s["Action"]))
+    ]
+    assert [s["Sid"] for s in ecr_statements] == ["EcrLogin", "PushImages"]
+
+    state_bucket = f"arn:aws:s3:::{NAME_PREFIX}-terraform-state"
+    assert by_sid["ListStateBucket"]["Resource"] == state_bucket
+    assert by_sid["ReadState"]["Resource"] == f"{state_bucket}/skinlesion/local/terraform.tfstate"
+    assert by_sid["ReadStateChecksum"]["Resource"] == (
+        f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/terraform-state-locks"
+    )
 
 
 def test_image_repositories_are_immutable_scanned_and_encrypted(
@@ -398,6 +481,7 @@ def test_destroy_removes_everything(
     assert left == []
     iam = client("iam", moto_endpoint)
     assert not [r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith(NAME_PREFIX)]
+    assert iam.list_open_id_connect_providers()["OpenIDConnectProviderList"] == []
     kms = client("kms", moto_endpoint)
     key = kms.describe_key(KeyId=outputs["kms_key_arn"])["KeyMetadata"]
     assert key["KeyState"] == "PendingDeletion"
@@ -440,6 +524,8 @@ def test_dev_plans_through_its_s3_backend(make: Make, moto_endpoint: str, tmp_pa
         "TF_VAR_oidc_provider_arn": (
             f"arn:aws:iam::{ACCOUNT}:oidc-provider/oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE"
         ),
+        "TF_VAR_github_repository": GITHUB_REPOSITORY,
+        "TF_VAR_terraform_state_bucket": "tfstate-test",
     }
     dev_make = Make(env={**make.env, **environment}, build=make.build)
     dev_make("tf-plan", "ENV=dev", f"TF_BACKEND_CONFIG={backend}", timeout=600)
@@ -463,20 +549,40 @@ def test_dev_plans_through_its_s3_backend(make: Make, moto_endpoint: str, tmp_pa
     types = {c["type"] for c in created}
     assert {"aws_budgets_budget", "aws_sagemaker_model_package_group", "aws_kms_key"} <= types
     assert len(created) > 50
-    names = {c["change"]["after"].get("name") for c in created if c["type"] == "aws_iam_role"}
-    assert names == {"skinlesion-dev-sagemaker-execution", "skinlesion-dev-kubeflow-pipelines"}
+    roles = {c["change"]["after"]["name"]: c for c in created if c["type"] == "aws_iam_role"}
+    assert set(roles) == {
+        "skinlesion-dev-sagemaker-execution",
+        "skinlesion-dev-kubeflow-pipelines",
+        "skinlesion-dev-github-actions",
+    }
     trust = json.loads(
-        next(
-            c["change"]["after"]["assume_role_policy"]
-            for c in created
-            if c["type"] == "aws_iam_role" and "kubeflow" in c["change"]["after"]["name"]
-        )
+        roles["skinlesion-dev-kubeflow-pipelines"]["change"]["after"]["assume_role_policy"]
     )
     assert trust["Statement"][0]["Condition"]["StringEquals"] == {
         "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE:sub": (
             "system:serviceaccount:skinlesion-dev:default-editor"
         ),
         "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE:aud": "sts.amazonaws.com",
+    }
+    # CI: GitHub's provider is created, and the role trusts main and the publish job's environment.
+    (provider,) = [c for c in created if c["type"] == "aws_iam_openid_connect_provider"]
+    assert provider["change"]["after"]["url"] == f"https://{GITHUB_ISSUER}"
+    assert provider["change"]["after"]["client_id_list"] == ["sts.amazonaws.com"]
+    ci_trust = json.loads(
+        roles["skinlesion-dev-github-actions"]["change"]["after"]["assume_role_policy"]
+    )
+    (statement,) = ci_trust["Statement"]
+    assert statement["Principal"] == {
+        "Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{GITHUB_ISSUER}"
+    }
+    assert statement["Condition"] == {
+        "StringEquals": {
+            f"{GITHUB_ISSUER}:aud": "sts.amazonaws.com",
+            f"{GITHUB_ISSUER}:sub": [
+                f"repo:{GITHUB_REPOSITORY}:ref:refs/heads/main",
+                f"repo:{GITHUB_REPOSITORY}:environment:dev",
+            ],
+        }
     }
     # The lock was taken and released: the table exists and holds no lock now.
     locks = client("dynamodb", moto_endpoint).scan(TableName="terraform-state-locks")["Items"]

@@ -102,7 +102,67 @@ variable "security_group_ids" {
 }
 
 variable "permissions_boundary_arn" {
-  description = "Permissions boundary for the two IAM roles, when the organisation requires one."
+  description = "Permissions boundary for the IAM roles, when the organisation requires one."
+  type        = string
+  default     = null
+}
+
+variable "enable_ci_role" {
+  description = "Create the role (and GitHub's OIDC provider) that CI assumes to push images to this environment's repositories; needs github_repository and terraform_state_bucket."
+  type        = bool
+  default     = true
+}
+
+variable "github_repository" {
+  description = "GitHub repository (<owner>/<repo>, GitHub's spelling) whose workflows may assume the CI role; required while enable_ci_role is true."
+  type        = string
+  default     = null
+}
+
+variable "github_refs" {
+  description = "Git refs whose jobs without a GitHub environment may assume the CI role (sub repo:<owner>/<repo>:ref:<ref>)."
+  type        = list(string)
+  default     = ["refs/heads/main"]
+}
+
+variable "github_environments" {
+  description = "GitHub environments whose jobs may assume the CI role (sub repo:<owner>/<repo>:environment:<name>); the publish job of .github/workflows/ci.yml runs in the environment dev."
+  type        = list(string)
+  default     = ["dev"]
+}
+
+variable "create_github_oidc_provider" {
+  description = "Create the account's IAM OIDC provider for token.actions.githubusercontent.com; false when it exists already (one per account: dev and prod in one account create it once)."
+  type        = bool
+  default     = true
+}
+
+variable "terraform_state_bucket" {
+  description = "The state bucket of backend.hcl, whose dev state the CI role may read (make tf-outputs); required while enable_ci_role is true."
+  type        = string
+  default     = null
+}
+
+variable "terraform_state_key" {
+  description = "The state key of backend.hcl, the only object of the bucket the CI role may read."
+  type        = string
+  default     = "skinlesion/dev/terraform.tfstate"
+}
+
+variable "terraform_state_lock_table" {
+  description = "The dynamodb_table of backend.hcl (the CI role reads the state checksum from it); null when the state is locked without DynamoDB."
+  type        = string
+  default     = "terraform-state-locks"
+}
+
+variable "terraform_state_region" {
+  description = "The region of backend.hcl, when the state bucket lives outside var.region; null means var.region."
+  type        = string
+  default     = null
+}
+
+variable "terraform_state_kms_key_arn" {
+  description = "Customer-managed KMS key of the state bucket, if it has one (the CI role may decrypt through S3 with it); null for SSE-S3 or aws/s3."
   type        = string
   default     = null
 }

@@ -54,4 +54,12 @@ module "platform" {
   kms_deletion_window_days   = 7
   enable_budget              = var.enable_unsupported_in_moto
   enable_model_package_group = var.enable_unsupported_in_moto
+
+  # The CI role and GitHub's OIDC provider, as dev creates them (moto serves both). The state here
+  # is a local file; the bucket and table name what the role would read on AWS.
+  github_repository          = var.github_repository
+  github_environments        = ["local"]
+  terraform_state_bucket     = "${var.name_prefix}-terraform-state"
+  terraform_state_key        = "skinlesion/local/terraform.tfstate"
+  terraform_state_lock_table = "terraform-state-locks"
 }

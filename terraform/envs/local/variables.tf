@@ -27,6 +27,12 @@ variable "kubeflow_namespace" {
   default     = "skinlesion-local"
 }
 
+variable "github_repository" {
+  description = "GitHub repository (<owner>/<repo>) that the emulated CI role trusts."
+  type        = string
+  default     = "example-org/skinlesion"
+}
+
 variable "enable_unsupported_in_moto" {
   description = "Create the resources that moto's server cannot serve (see docs/aws.md); false against moto, true only to show that they fail there."
   type        = bool

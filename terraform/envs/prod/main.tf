@@ -36,4 +36,15 @@ module "platform" {
   alert_emails                       = var.alert_emails
   latency_p99_threshold_ms           = var.latency_p99_threshold_ms
   monthly_budget_usd                 = var.monthly_budget_usd
+
+  enable_ci_role              = var.enable_ci_role
+  github_repository           = var.github_repository
+  github_refs                 = var.github_refs
+  github_environments         = var.github_environments
+  create_github_oidc_provider = var.create_github_oidc_provider
+  terraform_state_bucket      = var.terraform_state_bucket
+  terraform_state_key         = var.terraform_state_key
+  terraform_state_lock_table  = var.terraform_state_lock_table
+  terraform_state_region      = var.terraform_state_region
+  terraform_state_kms_key_arn = var.terraform_state_kms_key_arn
 }

@@ -60,6 +60,16 @@ output "kubeflow_irsa_role_arn" {
   value       = module.platform.kubeflow_irsa_role_arn
 }
 
+output "ci_role_arn" {
+  description = "Role the CI publish job assumes through GitHub's OIDC token (the AWS_ROLE_ARN repository variable); null when enable_ci_role is false."
+  value       = module.platform.ci_role_arn
+}
+
+output "github_oidc_provider_arn" {
+  description = "The account's IAM OIDC provider for GitHub Actions; null when enable_ci_role is false."
+  value       = module.platform.github_oidc_provider_arn
+}
+
 output "training_image_repository_url" {
   description = "ECR repository of the training/processing image."
   value       = module.platform.training_image_repository_url

@@ -1,5 +1,5 @@
-# The whole AWS side of one environment: storage, registries, observability and identity wired
-# together, so each envs/<name> root stays a provider, a backend and this module.
+# The whole AWS side of one environment: storage, registries, observability, identity and the CI
+# role wired together, so each envs/<name> root stays a provider, a backend and this module.
 
 locals {
   endpoint_name = coalesce(var.endpoint_name, "${var.name_prefix}-endpoint")
@@ -61,4 +61,23 @@ module "identity" {
   vpc_id                         = var.vpc_id
   permissions_boundary_arn       = var.permissions_boundary_arn
   tags                           = var.tags
+}
+
+module "ci" {
+  source = "../ci"
+  count  = var.enable_ci_role ? 1 : 0
+
+  name_prefix                 = var.name_prefix
+  github_repository           = var.github_repository
+  github_refs                 = var.github_refs
+  github_environments         = var.github_environments
+  create_github_oidc_provider = var.create_github_oidc_provider
+  ecr_repository_arns         = values(module.registries.repository_arns)
+  terraform_state_bucket      = var.terraform_state_bucket
+  terraform_state_key         = var.terraform_state_key
+  terraform_state_lock_table  = var.terraform_state_lock_table
+  terraform_state_region      = var.terraform_state_region
+  terraform_state_kms_key_arn = var.terraform_state_kms_key_arn
+  permissions_boundary_arn    = var.permissions_boundary_arn
+  tags                        = var.tags
 }

@@ -91,7 +91,7 @@ variable "security_group_ids" {
 }
 
 variable "permissions_boundary_arn" {
-  description = "Permissions boundary for the two roles, when the organisation requires one."
+  description = "Permissions boundary for the roles, when the organisation requires one."
   type        = string
   default     = null
 }
@@ -136,6 +136,66 @@ variable "enable_model_package_group" {
   description = "Create the SageMaker model package group (moto cannot delete it: see docs/aws.md)."
   type        = bool
   default     = true
+}
+
+variable "enable_ci_role" {
+  description = "Create the role that the CI publish job assumes through GitHub's OIDC token (and, with create_github_oidc_provider, the provider); needs github_repository and terraform_state_bucket/key."
+  type        = bool
+  default     = true
+}
+
+variable "github_repository" {
+  description = "GitHub repository (<owner>/<repo>) whose workflows may assume the CI role; required when enable_ci_role is true."
+  type        = string
+  default     = null
+}
+
+variable "github_refs" {
+  description = "Git refs whose jobs without a GitHub environment may assume the CI role."
+  type        = list(string)
+  default     = ["refs/heads/main"]
+}
+
+variable "github_environments" {
+  description = "GitHub environments whose jobs may assume the CI role (a job in an environment presents the environment, not its ref)."
+  type        = list(string)
+  default     = []
+}
+
+variable "create_github_oidc_provider" {
+  description = "Create the account's OIDC provider for token.actions.githubusercontent.com; false uses the existing one (one per account)."
+  type        = bool
+  default     = true
+}
+
+variable "terraform_state_bucket" {
+  description = "S3 bucket of the Terraform state (backend.hcl), which the CI role may read; required when enable_ci_role is true."
+  type        = string
+  default     = null
+}
+
+variable "terraform_state_key" {
+  description = "Key of this environment's state object (backend.hcl), which the CI role may read; required when enable_ci_role is true."
+  type        = string
+  default     = null
+}
+
+variable "terraform_state_lock_table" {
+  description = "DynamoDB lock table of the state (backend.hcl); null without DynamoDB locking."
+  type        = string
+  default     = null
+}
+
+variable "terraform_state_region" {
+  description = "Region of the state bucket and lock table; null means the provider's region."
+  type        = string
+  default     = null
+}
+
+variable "terraform_state_kms_key_arn" {
+  description = "Customer-managed KMS key of the state bucket, if any (null for SSE-S3 or aws/s3)."
+  type        = string
+  default     = null
 }
 
 variable "tags" {
