@@ -197,3 +197,11 @@ def test_the_server_stays_healthy_and_its_memory_flat(
         ).status_code
         == 200
     )
+
+
+def test_a_bad_image_among_several_is_named(client: httpx.Client) -> None:
+    good = base64.b64encode(jpeg_bytes(picture())).decode()
+    bad = base64.b64encode(b"\x89PNG\r\n\x1a\nbroken").decode()
+    response = client.post("/invocations", json={"instances": [{"b64": good}, {"b64": bad}]})
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("Image 1 could not be decoded")

@@ -241,3 +241,40 @@ def test_a_failed_load_is_reported_on_ping(tmp_path: Path) -> None:
     assert not app.wait_ready(60)
     assert failures and "holds no model" in app.load_error
     app.stop()
+
+
+def test_a_worker_accepts_connections_only_once_loaded(packed_serving_model: Path) -> None:
+    """Workers of a multi-worker server load during start-up: never a 503 from a sibling."""
+    release = threading.Event()
+    loading = threading.Event()
+
+    def slow_loader(settings: ServingSettings) -> LoadedModel:
+        loading.set()
+        release.wait(60)
+        return load_model(settings)
+
+    port = free_port()
+    settings = ServingSettings(model_dir=packed_serving_model, port=port, threads=1, explain=False)
+    app = ServingApp(settings, loader=slow_loader, load_in_background=False)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert loading.wait(60)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{url}/ping", timeout=2)  # not listening yet
+        release.set()
+        for _ in range(600):
+            try:
+                first = httpx.get(f"{url}/ping", timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert first.status_code == 200
+    finally:
+        release.set()
+        server.should_exit = True
+        thread.join(30)

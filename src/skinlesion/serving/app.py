@@ -109,7 +109,11 @@ class ServingApp:
         *,
         loader: Callable[[ServingSettings], LoadedModel] = load_model,
         on_fatal: Callable[[BaseException], None] | None = None,
+        load_in_background: bool = True,
     ):
+        """``load_in_background``: serve (``/ping`` 503) while the model loads; False loads it
+        during start-up, before the server accepts a connection (what each worker of a
+        multi-worker server must do, or its siblings' 200 would send it traffic early)."""
         self.settings = settings
         self.limits = ImageLimits(settings.max_images, settings.max_pixels, settings.max_side)
         self.model: LoadedModel | None = None
@@ -122,11 +126,12 @@ class ServingApp:
         )
         self._explainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
         self._load_thread: threading.Thread | None = None
+        self._load_in_background = load_in_background
 
     # --- life cycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start loading the model in the background and open the capture writer."""
+        """Open the capture writer and, when loading in the background, start loading."""
         if self.settings.capture_dir is not None and self.capture is None:
             from skinlesion.capture import CaptureWriter
 
@@ -136,7 +141,7 @@ class ServingApp:
                 variant_name=self.settings.variant_name,
                 sampling_percentage=self.settings.capture_percentage,
             )
-        if self._load_thread is None:
+        if self._load_in_background and self._load_thread is None:
             self._load_thread = threading.Thread(target=self._load, name="load-model", daemon=True)
             self._load_thread.start()
 
@@ -186,6 +191,12 @@ class ServingApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self.start()
+                if not self._load_in_background:
+                    await asyncio.get_running_loop().run_in_executor(None, self._load)
+                    if self.model is None:
+                        failed = {"type": "lifespan.startup.failed", "message": self.load_error}
+                        await send(failed)
+                        return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.stop()
@@ -238,6 +249,10 @@ class ServingApp:
         model = self.model
         if model is None:
             raise RequestError(503, "The model is still loading.", "requests once /ping is 200")
+        if explain and model.gradcam is None:
+            raise RequestError(
+                400, "Explanations are turned off on this endpoint.", "no explain parameter"
+            )
         body = await _read_body(receive, self.settings.max_body_bytes)
         encoded = split_images(body, kind, self.limits)
 
@@ -269,7 +284,8 @@ class ServingApp:
         size = model.image_size
         out = np.empty((len(encoded), size, size, 3), np.uint8)
         for index, data in enumerate(encoded):
-            out[index] = decode_image(data, size, self.limits, index if len(encoded) > 1 else 0)
+            which = index if len(encoded) > 1 else None
+            out[index] = decode_image(data, size, self.limits, which)
         return out
 
     def _explain(
@@ -279,8 +295,7 @@ class ServingApp:
 
         from skinlesion.serving.gradcam import heatmap_png
 
-        if model.gradcam is None:
-            raise RequestError(400, "Explanations are turned off on this endpoint.", "no explain")
+        assert model.gradcam is not None  # checked before the body was read
         inputs = model.predictor.preprocess(arrays)
         maps = model.gradcam.heatmaps(inputs, tops)
         return [

@@ -100,7 +100,8 @@ def settings_from_args(args: argparse.Namespace) -> ServingSettings:
     )
 
 
-def _serve(args: argparse.Namespace) -> int:
+def serve_from_args(args: argparse.Namespace) -> int:
+    """Check the model directory, then serve until stopped (the ``serve`` command's body)."""
     from skinlesion.serving.server import serve
 
     settings = settings_from_args(args)
@@ -121,14 +122,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve a model bundle over HTTP with SageMaker's contract (/ping, /invocations)",
     )
     add_arguments(parser)
-    parser.set_defaults(func=_serve)
+    parser.set_defaults(func=serve_from_args)
 
 
 def sagemaker_serve(argv: Sequence[str] | None = None) -> int:
     """Entry point ``serve``: SageMaker runs ``docker run <image> serve`` with no arguments."""
-    from skinlesion.cli import main
+    from skinlesion.serving.__main__ import main
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     if arguments[:1] == ["serve"]:
         arguments = arguments[1:]  # an ENTRYPOINT ["serve"] image is started as `serve serve`
-    return main(["serve", *arguments])
+    return main(arguments)

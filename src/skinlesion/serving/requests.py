@@ -186,13 +186,15 @@ def _sniff_format(data: bytes) -> str:
     return ""
 
 
-def decode_image(data: bytes, size: int, limits: ImageLimits, index: int = 0) -> np.ndarray:
+def decode_image(
+    data: bytes, size: int, limits: ImageLimits, index: int | None = None
+) -> np.ndarray:
     """One encoded JPEG or PNG -> (size, size, 3) uint8 RGB, exactly as the preprocess job does.
 
     The dimensions are checked from the header before any pixel is decoded, so a decompression
     bomb costs nothing; JPEGs decode at a reduced scale (libjpeg's DCT scaling) near ``size``.
     """
-    which = f"Image {index}" if index else "The image"
+    which = "The image" if index is None else f"Image {index}"
     accepted = f"a JPEG or PNG image of at most {limits.max_pixels:,} pixels"
     if not data:
         raise RequestError(400, f"{which} is empty.", accepted)

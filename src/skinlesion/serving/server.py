@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import tempfile
+from pathlib import Path
 
 from skinlesion.serving.settings import SETTINGS_ENV, ServingSettings
 
 log = logging.getLogger(__name__)
 
-WORKER_ENV = "SKINLESION_SERVING_WORKER"  # set in worker processes of a multi-worker server
+FAILURE_ENV = "SKINLESION_SERVING_FAILURE"  # where a worker notes that its model failed to load
 
 
 def _uvicorn_options(settings: ServingSettings, log_level: str) -> dict[str, object]:
@@ -48,15 +50,17 @@ def serve(settings: ServingSettings, *, log_level: str = "INFO") -> int:
     )
     options = _uvicorn_options(settings, log_level)
     if settings.workers > 1:
-        os.environ[SETTINGS_ENV] = settings.to_json()
-        os.environ[WORKER_ENV] = "1"
-        uvicorn.run(
-            "skinlesion.serving.server:worker_app",
-            factory=True,
-            workers=settings.workers,
-            **options,  # type: ignore[arg-type]
-        )
-        return 0
+        with tempfile.TemporaryDirectory(prefix="skinlesion-serve-") as scratch:
+            failure = Path(scratch) / "failed"
+            os.environ[SETTINGS_ENV] = settings.to_json()
+            os.environ[FAILURE_ENV] = str(failure)
+            uvicorn.run(
+                "skinlesion.serving.server:worker_app",
+                factory=True,
+                workers=settings.workers,
+                **options,  # type: ignore[arg-type]
+            )
+            return 3 if failure.exists() else 0
 
     failed: list[BaseException] = []
     server: uvicorn.Server | None = None
@@ -79,7 +83,11 @@ def worker_app() -> object:
     settings = ServingSettings.from_json(os.environ[SETTINGS_ENV])
 
     def on_fatal(error: BaseException) -> None:
-        # Restarting would fail the same way: stop the supervisor, which stops every worker.
+        # Restarting would fail the same way: stop the supervisor, which stops every worker,
+        # and leave it a note so that it exits non-zero.
+        Path(os.environ[FAILURE_ENV]).write_text(f"{type(error).__name__}: {error}")
         os.kill(os.getppid(), signal.SIGTERM)
 
-    return ServingApp(settings, on_fatal=on_fatal)
+    # Loaded before this worker accepts connections: the kernel hands the shared socket's
+    # connections only to workers that are ready.
+    return ServingApp(settings, on_fatal=on_fatal, load_in_background=False)
