@@ -113,13 +113,17 @@ def image_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ImportR
         roots[image] = tmp_path_factory.mktemp(f"image-{image}")
         sites[image] = mirror_environment(closure, roots[image] / "site-packages")
 
+    # ast.parse is not thread-safe on CPython 3.11 ("AST constructor recursion depth
+    # mismatch"): read the imports here, before the threads start.
+    finds = {image: sorted({"torch", "kfp", "fastapi"} | lazy_imports(image)) for image in IMAGES}
+
     def probe(image: str) -> ImportReport:
         return probe_imports(
             [REPO_ROOT / "src", sites[image]],
             modules_of(image),
             callables=scripts_of(image),
             invoke=INVOKE.get(image, ()),
-            find=sorted({"torch", "kfp", "fastapi"} | lazy_imports(image)),
+            find=finds[image],
             cwd=roots[image],
         )
 
