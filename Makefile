@@ -33,7 +33,7 @@ demo: $(STAMP) ## Run the training pipeline locally with kfp.local (DATA=<ISIC f
 
 test: $(STAMP) ## Run the whole test suite (slow tests included)
 	SKINLESION_REAL_DATA=$${SKINLESION_REAL_DATA:-$(if $(wildcard $(REAL_DATA)/labels.csv),$(REAL_DATA))} \
-		$(BIN)/pytest -q
+		$(BIN)/pytest -q --durations=15
 
 test-fast: $(STAMP) ## Run the tests not marked slow
 	$(BIN)/pytest -q -m "not slow"
