@@ -80,7 +80,7 @@ def test_the_outputs_are_written_and_the_violations_have_model_monitors_shape(dr
     assert "embedding" in names and "red_green" in names
     summary = json.loads((output / "monitoring_summary.json").read_text())
     assert summary["alarm"] is True and summary["violations"] == violations["violations"]
-    assert summary["false_alarm_bound"] == pytest.approx(0.03)
+    assert summary["false_alarm_bound"] == pytest.approx(0.015)
     metrics = json.loads((output / "kfp_metrics.json").read_text())
     assert metrics["data_drift"] == 1.0 and metrics["psi_red_green"] > 0.25
     report = (output / "report.html").read_text()

@@ -83,8 +83,10 @@ def empty_summary(checks: str, window: dict[str, Any], config: dict[str, Any]) -
         "quality_checks": [],
         "violations": [],
         "config": config,
-        "false_alarm_bound": sum(v for k, v in config.items() if k.startswith("alpha_"))
-        - (config.get("alpha_quality", 0.0)),
+        "false_alarm_bound": sum(
+            config.get(name, 0.0)
+            for name in ("alpha_features", "alpha_embedding", "alpha_predictions")
+        ),
         "notes": [note],
     }
 

@@ -337,7 +337,7 @@ def render_report(
         + _table(["threshold", "value"], [[html.escape(k), _g(v)] for k, v in config.items()])
         + (
             f"<p class='meta'>False alarms on a window like the baseline: at most "
-            f"{result.config.false_alarm_bound:.0%} (sum of the family alphas).</p>"
+            f"{result.config.false_alarm_bound:.1%} (sum of the family alphas).</p>"
         )
     )
     model = baseline.statistics["model"]

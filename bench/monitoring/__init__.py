@@ -1,0 +1,1 @@
+"""Benchmarks of the monitoring area (python -m bench.monitoring)."""
