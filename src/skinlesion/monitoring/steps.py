@@ -19,26 +19,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+from skinlesion.backends import BACKENDS
 from skinlesion.logs import configure_logging
+from skinlesion.steps import ArtifactLike, MetricsLike
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("local", "sagemaker")
 CAPTURE_DIR = "data-capture"  # the local endpoint's capture folder (LocalBackend.deploy)
 REQUEST_FILE = "request.json"
 NOTIFICATION_FILE = "notification.json"
-
-
-class ArtifactLike(Protocol):
-    path: str
-    uri: str
-    metadata: dict[str, Any]
-
-
-class MetricsLike(ArtifactLike, Protocol):
-    def log_metric(self, metric: str, value: float) -> None: ...
 
 
 class MonitoringSetupError(ValueError):
