@@ -193,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             images = held_out_images(dataset_dir, data_dir, args.classify)
             results = classify_over_http(endpoint.url, images)
-            correct = sum(pred == truth for (_, truth), (_, pred, _) in zip(images, results, strict=False))
+            correct = sum(
+                pred == truth for (_, truth), (_, pred, _) in zip(images, results, strict=True)
+            )
             print(
                 f"endpoint:        {endpoint.url} (held-out images over HTTP: {correct}/{len(results)})"
             )
