@@ -2,6 +2,7 @@
 
 from kfp import dsl
 
+from components.baseline import baseline
 from components.deploy import deploy
 from components.evaluate import evaluate
 from components.exit_status import exit_status
@@ -43,7 +44,8 @@ def training_pipeline(
 
     1. preprocess: validate the ISIC folder, split by lesion, resize.
     2. train: fine-tune the network.
-    3. evaluate: balanced accuracy and the report on the test split.
+    3. evaluate: balanced accuracy and the report on the test split; baseline: the model's
+       monitoring baseline on the validation split (alongside the gate).
     4. gate: balanced accuracy >= threshold, else record the rejection.
     5. register: a model package version, Approved when it beats the approved one.
     6. deploy: the endpoint, when the version is Approved; else record why not.
@@ -82,6 +84,17 @@ def training_pipeline(
             cache=True,
         )
         balanced_accuracy = evaluate_op.outputs["Output"]
+        # Every trained model gets its drift baseline (docs/monitoring.md), gate passed or not:
+        # the monitoring pipeline compares the endpoint's requests with it.
+        aws_step(
+            baseline(
+                backend=backend,
+                dataset=preprocess_op.outputs["dataset"],
+                model=train_op.outputs["model"],
+                data_uri=data_uri,
+            ).set_display_name("Baseline"),
+            cache=True,
+        )
 
         with dsl.If(balanced_accuracy >= threshold, name="gate-passed"):
             register_op = aws_step(

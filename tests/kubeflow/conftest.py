@@ -17,6 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PIPELINES_DIR = REPO_ROOT / "pipelines"
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/skinlesion-pipeline:3f2a9c1d4e5b"
 PIPELINE_ROOT = "s3://skinlesion-dev-models-123456789012/pipeline-root"
+BASELINE_URI = "s3://skinlesion-dev-models-123456789012/pipeline-root/baseline/"
 CREDENTIAL_VARIABLES = (
     "KFP_TOKEN",
     "KFP_TOKEN_FILE",
@@ -72,6 +73,7 @@ def tf_outputs(tmp_path: Path) -> Path:
         "name_prefix": "skinlesion-dev",
         "data_bucket": "skinlesion-dev-data-123456789012",
         "models_bucket": "skinlesion-dev-models-123456789012",
+        "capture_bucket": "skinlesion-dev-capture-123456789012",
         "pipeline_root": PIPELINE_ROOT,
         "pipeline_image_repository_url": IMAGE.rsplit(":", 1)[0],
         "model_package_group_name": "skinlesion-dev",
@@ -112,6 +114,7 @@ def cli(
     from skinlesion.cli import main
 
     monkeypatch.setenv("IMAGE_TAG", IMAGE.rsplit(":", 1)[1])
+    monkeypatch.setenv("MONITORING_BASELINE_URI", BASELINE_URI)
 
     def run(command: str, *args: str) -> tuple[int, str]:
         status = main(

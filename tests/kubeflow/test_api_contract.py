@@ -8,6 +8,9 @@ and the credentials on every request.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -186,6 +189,28 @@ def test_wait_gives_up_on_a_run_stuck_in_canceling(fake_kfp: FakeKfp) -> None:
     assert result.outcome.exit_code == 3
 
 
+def test_connect_works_inside_a_running_component(fake_kfp: FakeKfp) -> None:
+    """In a component (_KFP_RUNTIME=true, the executor imported first) kfp binds no Client and
+    importing kfp.client alone hits a circular import; connect() must still build its client."""
+    script = (
+        "import kfp.dsl.executor_main\n"
+        "from skinlesion.kubeflow.client import connect\n"
+        "from skinlesion.kubeflow.settings import AuthMode, KubeflowSettings\n"
+        f"settings = KubeflowSettings(host={fake_kfp.url!r}, namespace='ns', auth=AuthMode.NONE)\n"
+        "print(connect(settings).experiment_id('monitoring-retrain'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=os.environ | {"_KFP_RUNTIME": "true"},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() in fake_kfp.state.experiments
+
+
 def test_standalone_kfp_without_namespace_is_asked_for_its_mode(
     cli: Cli, fake_kfp: FakeKfp, params_dir: Path
 ) -> None:
@@ -264,8 +289,19 @@ def test_in_cluster_service_account_token_is_read_for_each_request(
 
 
 # -- schedules ---------------------------------------------------------------------------------
+SCHEDULED = {
+    "skinlesion-training-monthly",
+    "skinlesion-monitoring-drift-hourly",
+    "skinlesion-monitoring-quality-6h",
+}
+
+
 def _recurring_by_name(fake: FakeKfp, name: str) -> list[dict]:
     return [r for r in fake.state.recurring_runs.values() if r["display_name"] == name]
+
+
+def _recurring_names(fake: FakeKfp) -> list[str]:
+    return sorted(r["display_name"] for r in fake.state.recurring_runs.values())
 
 
 def test_schedule_creates_the_monthly_training_run_and_a_second_apply_replaces_it(
@@ -274,11 +310,16 @@ def test_schedule_creates_the_monthly_training_run_and_a_second_apply_replaces_i
     status, out = cli("schedule")
     assert status == 0, out
     [first] = _recurring_by_name(fake_kfp, "skinlesion-training-monthly")
-    # The monitoring entry is disabled until its pipeline exists: nothing created for it.
-    assert len(fake_kfp.state.recurring_runs) == 1
+    # Every enabled entry of schedules.yaml, once each: monthly training, hourly drift and
+    # 6-hourly quality monitoring.
+    assert _recurring_names(fake_kfp) == sorted(SCHEDULED)
+    first_ids = set(fake_kfp.state.recurring_runs)
 
-    [request] = fake_kfp.state.api_requests("POST", "/recurringruns")
-    body = request.json()
+    requests = fake_kfp.state.api_requests("POST", "/recurringruns")
+    assert sorted(r.json()["display_name"] for r in requests) == sorted(SCHEDULED)
+    [body] = [
+        r.json() for r in requests if r.json()["display_name"] == "skinlesion-training-monthly"
+    ]
     assert body["trigger"] == {"cron_schedule": {"cron": "0 0 3 1 * *"}}
     assert body["mode"] == "ENABLE"
     assert body["max_concurrency"] == 1
@@ -297,11 +338,12 @@ def test_schedule_creates_the_monthly_training_run_and_a_second_apply_replaces_i
     assert status == 0, out
     [second] = _recurring_by_name(fake_kfp, "skinlesion-training-monthly")
     assert second["recurring_run_id"] != first["recurring_run_id"]
+    assert _recurring_names(fake_kfp) == sorted(SCHEDULED)
     deletes = fake_kfp.state.api_requests("DELETE", "/recurringruns/")
-    assert [d.path.rsplit("/", 1)[1] for d in deletes] == [first["recurring_run_id"]]
+    assert sorted(d.path.rsplit("/", 1)[1] for d in deletes) == sorted(first_ids)
     assert f"replaced {first['recurring_run_id']}" in out
-    # Same commit, same spec: the version was uploaded once.
-    assert len(fake_kfp.state.api_requests("POST", "/pipelines/upload_version")) == 1
+    # Same commit, same spec: each pipeline's version (training, monitoring) was uploaded once.
+    assert len(fake_kfp.state.api_requests("POST", "/pipelines/upload_version")) == 2
 
 
 def test_schedules_lists_and_pause_resume_delete_act_by_name(
@@ -325,6 +367,9 @@ def test_schedules_lists_and_pause_resume_delete_act_by_name(
     assert fake_kfp.state.recurring_runs[recurring_id]["status"] == "ENABLED"
 
     assert cli("delete-schedule", "skinlesion-training-monthly")[0] == 0
+    assert _recurring_names(fake_kfp) == sorted(SCHEDULED - {"skinlesion-training-monthly"})
+    for name in SCHEDULED - {"skinlesion-training-monthly"}:
+        assert cli("delete-schedule", name)[0] == 0
     assert not fake_kfp.state.recurring_runs
     assert "no schedules" in cli("schedules")[1]
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from tests.kubeflow.conftest import IMAGE, PIPELINE_ROOT, PIPELINES_DIR
+from tests.kubeflow.conftest import BASELINE_URI, IMAGE, PIPELINE_ROOT, PIPELINES_DIR
 
 from skinlesion.kubeflow.compiling import CompiledPipeline
 from skinlesion.kubeflow.params import (
@@ -26,7 +26,11 @@ from skinlesion.kubeflow.settings import AuthMode, KubeflowSettings
 from skinlesion.kubeflow.submit import SourceRevision, compile_options_for, version_name
 
 PARAMS_DIR = PIPELINES_DIR / "params"
-ENVIRON = {"KFP_HOST": "https://kubeflow.example.com/pipeline", "IMAGE_TAG": "3f2a9c1d4e5b"}
+ENVIRON = {
+    "KFP_HOST": "https://kubeflow.example.com/pipeline",
+    "IMAGE_TAG": "3f2a9c1d4e5b",
+    "MONITORING_BASELINE_URI": BASELINE_URI,
+}
 
 
 @pytest.mark.parametrize("env", ["dev", "prod", "local"])
@@ -51,6 +55,46 @@ def test_each_environment_gives_valid_settings_and_arguments(
         assert settings.namespace == f"skinlesion-{env}"
         assert options.image == IMAGE
         assert settings.host == ENVIRON["KFP_HOST"]
+
+
+@pytest.mark.parametrize("env", ["dev", "prod", "local"])
+def test_each_environment_gives_valid_monitoring_arguments(
+    env: str, tf_outputs: Path, compiled_training: CompiledPipeline
+) -> None:
+    """pipelines.monitoring type-checks against the monitoring pipeline, and its retraining
+    arguments against the training pipeline (they are the training section)."""
+    from skinlesion.kubeflow.compiling import compile_pipeline
+    from skinlesion.kubeflow.discovery import get_pipeline
+
+    compiled = compile_pipeline(get_pipeline("monitoring", PIPELINES_DIR))
+    params = load_environment(env, PARAMS_DIR, environ=ENVIRON, tf_outputs=tf_outputs)
+    arguments = check_arguments(
+        params.arguments("monitoring"), compiled.validated.inputs(), "monitoring"
+    )
+    retraining = check_arguments(
+        arguments["training_arguments"], compiled_training.validated.inputs(), "training"
+    )
+    assert retraining == check_arguments(
+        params.arguments("training"), compiled_training.validated.inputs(), "training"
+    )
+    assert arguments["backend"] == retraining["backend"]
+    assert arguments["endpoint_name"] == retraining["endpoint_name"]
+    assert arguments["data_uri"] == retraining["data_uri"]
+    assert arguments["baseline_uri"] == BASELINE_URI
+    without_baseline = load_environment(
+        env,
+        PARAMS_DIR,
+        environ={k: v for k, v in ENVIRON.items() if k != "MONITORING_BASELINE_URI"},
+        tf_outputs=tf_outputs,
+    )
+    if env == "local":  # empty: the served model's baseline, built on first use
+        assert without_baseline.arguments("monitoring")["baseline_uri"] == ""
+    else:  # SageMaker needs the deployed model's baseline: asked for, not left empty
+        assert arguments["labels_uri"] == (
+            "s3://skinlesion-dev-capture-123456789012/ground-truth/skinlesion-dev/"
+        )
+        with pytest.raises(ParamsError, match=r"needs \$\{MONITORING_BASELINE_URI\}"):
+            without_baseline.arguments("monitoring")
 
 
 def test_environments_are_the_params_files() -> None:

@@ -317,8 +317,14 @@ def check_connection(settings: KubeflowSettings, sign: SignIn) -> None:
 
 
 def connect(settings: KubeflowSettings, credentials: Credentials | None = None) -> KubeflowClient:
-    """Sign in as the settings say, check the connection, return the facade over kfp.Client."""
-    import kfp
+    """Sign in as the settings say, check the connection, return the facade over kfp.Client.
+
+    Works inside a running KFP component too: there (``_KFP_RUNTIME=true``) ``kfp`` binds no
+    ``Client`` and importing ``kfp.client`` first trips over a circular import of
+    ``kfp.dsl.pipeline_context``; importing ``kfp.dsl.component_factory`` first breaks the cycle.
+    """
+    import kfp.dsl.component_factory  # noqa: F401  (import order: see the docstring)
+    from kfp.client import Client
 
     credentials = credentials or Credentials.from_environment()
     sign = sign_in(settings, credentials)
@@ -326,5 +332,5 @@ def connect(settings: KubeflowSettings, credentials: Credentials | None = None) 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         # kfp warns that it needs KFP >= 2.0.0-beta.2 on every construction.
         warnings.simplefilter("ignore", FutureWarning)
-        kfp_client = kfp.Client(**sign.kfp_arguments)
+        kfp_client = Client(**sign.kfp_arguments)
     return KubeflowClient(kfp_client, settings)

@@ -184,8 +184,6 @@ def request_retraining(
         if connect is None:
             from skinlesion.kubeflow.client import connect as kfp_connect
 
-            _client_importable()
-
             connect = kfp_connect
         client = connect(kubeflow)
         run_name = f"{pipeline_name} retrain {now.strftime('%Y-%m-%d %H:%M:%S UTC')}"
@@ -221,22 +219,6 @@ def request_retraining(
         with (record_dir / REQUESTS_FILE).open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(request.to_dict()) + "\n")
     return request
-
-
-def _client_importable() -> None:
-    """Make ``kfp.Client`` usable inside a running KFP component.
-
-    A component runs with ``_KFP_RUNTIME=true``: kfp/__init__ then binds neither ``dsl`` in full
-    nor ``Client``, and importing kfp.client trips over a circular import of
-    kfp.dsl.pipeline_context unless kfp.dsl.component_factory is imported first.
-    """
-    import kfp
-    import kfp.dsl.component_factory  # sets the import order right
-
-    if not hasattr(kfp, "Client"):
-        from kfp.client import Client
-
-        kfp.Client = Client
 
 
 def local_record_dir() -> Path:

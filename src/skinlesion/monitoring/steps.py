@@ -477,7 +477,9 @@ def baseline(
             output_uri=backend_.artifact_location(baseline.path, baseline.uri),
             raw_uri=data_uri,
             split=split,
-            run_id=run_id,
+            # Without a run id, the output artifact's URI names the job, as for evaluate: KFP
+            # keeps it when the step is retried, so a retry re-attaches to its job.
+            run_id=run_id or f"artifact:{baseline.uri or baseline.path}",
             task_name="baseline",
         )
     baseline.metadata.update({"baseline_uri": location, "split": split})
