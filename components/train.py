@@ -17,6 +17,8 @@ def train(
     image_size: int,
     model: Output[Model],
     pretrained: str = "auto",
+    freeze_stages: int = 0,
+    tta: str = "none",
 ):
     """Train ``architecture`` and write model.tar.gz into the ``model`` artifact.
 
@@ -29,6 +31,8 @@ def train(
         learning_rate: Peak learning rate of the schedule.
         image_size: Training resolution in pixels.
         pretrained: auto, imagenet or none.
+        freeze_stages: Early stages (stem first) kept at their pretrained weights.
+        tta: Test-time views the saved model averages: none, flips (4) or dihedral (8).
     """
     from skinlesion import steps
 
@@ -43,5 +47,7 @@ def train(
             "learning_rate": learning_rate,
             "image_size": image_size,
             "pretrained": pretrained,
+            "freeze_stages": freeze_stages,
+            "tta": tta,
         },
     )

@@ -34,12 +34,16 @@ class Recipe:
     batch_size: int
     learning_rate: float
     threshold: float
+    freeze_stages: int = 0
+    tta: str = "none"
 
 
 # The generated sample is small and easy: a short run at low resolution clears the gate.
 SAMPLE_RECIPE = Recipe("efficientnet_lite0", 64, 8, 32, 0.003, 0.90)
 # Real dermoscopy (HAM10000 / ISIC 2019): see docs/benchmarks.md for how it was chosen.
-REAL_RECIPE = Recipe("efficientnet_lite0", 128, 10, 64, 0.002, 0.60)
+# Stem and the three highest-resolution stages stay at their ImageNet weights: 1.9x the epochs
+# in the same time on CPU.
+REAL_RECIPE = Recipe("efficientnet_lite0", 160, 20, 64, 0.002, 0.60, freeze_stages=4)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -156,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": recipe.batch_size,
         "learning_rate": recipe.learning_rate,
         "image_size": args.image_size or recipe.image_size,
+        # Stage counts differ between architectures: the recipe's only fits its own.
+        "freeze_stages": recipe.freeze_stages if architecture == recipe.architecture else 0,
+        "tta": recipe.tta,
         "threshold": args.threshold if args.threshold is not None else recipe.threshold,
         "git_commit": git_commit(),
         "endpoint_name": "skinlesion-demo",

@@ -30,6 +30,8 @@ def training_pipeline(
     batch_size: int = 64,
     learning_rate: float = 0.002,
     image_size: int = 96,
+    freeze_stages: int = 0,
+    tta: str = "none",
     threshold: float = 0.7,
     approval_margin: float = 0.0,
     model_group: str = "skinlesion",
@@ -72,6 +74,8 @@ def training_pipeline(
                 batch_size=batch_size,
                 learning_rate=learning_rate,
                 image_size=image_size,
+                freeze_stages=freeze_stages,
+                tta=tta,
             ).set_display_name("Train"),
             cache=True,
         )

@@ -28,6 +28,7 @@ class ModelSpec:
     classes: tuple[str, ...] = CLASSES
     version: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    tta: str = "none"  # test-time views averaged: none, flips (4) or dihedral (8)
 
     def write(self, model_dir: Path) -> None:
         model_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,8 @@ PRETRAINED = ("auto", "imagenet", "none")
 BALANCING = ("weighted_loss", "sampler", "none")
 SCHEDULES = ("cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Test-time augmentation of the saved model: 1, 4 (flips) or 8 (dihedral) views per image.
+TTA_VIEWS = ("none", "flips", "dihedral")
 
 Architecture = Literal[
     "efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "resnet50", "densenet121"
@@ -76,6 +78,8 @@ class TrainConfig:
     schedule: str = "onecycle"
     balancing: str = "weighted_loss"
     label_smoothing: float = 0.0
+    freeze_stages: int = 0  # early stages (stem first) kept at their pretrained weights
+    tta: str = "none"  # test-time views the saved model averages (validation during training: none)
     patience: int = 5
     seed: int = 42
     deterministic: bool = False
@@ -92,10 +96,16 @@ class TrainConfig:
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("balancing", self.balancing, BALANCING)
         _choice("precision", self.precision, PRECISIONS)
+        _choice("tta", self.tta, TTA_VIEWS)
         for name in ("epochs", "batch_size", "learning_rate", "image_size"):
             _positive(name, getattr(self, name))
-        for name in ("weight_decay", "label_smoothing", "patience", "num_workers"):
+        for name in ("weight_decay", "label_smoothing", "patience", "num_workers", "freeze_stages"):
             _positive(name, getattr(self, name), allow_zero=True)
+        if self.freeze_stages and self.pretrained == "none":
+            raise ConfigError(
+                "Invalid freeze_stages with pretrained=none: frozen stages would keep random "
+                "weights. Use pretrained=auto or imagenet, or freeze_stages=0."
+            )
         _positive("max_steps_per_epoch", self.max_steps_per_epoch, allow_zero=True)
 
     def to_hyperparameters(self) -> dict[str, str]:

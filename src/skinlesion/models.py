@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from skinlesion.artifacts import SPEC_FILE, WEIGHTS_FILE, ModelSpec
-from skinlesion.config import ARCHITECTURES, PRECISIONS, PRETRAINED
+from skinlesion.config import ARCHITECTURES, PRECISIONS, PRETRAINED, TTA_VIEWS
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +52,75 @@ class LesionClassifier(nn.Module):
         self.trunk = trunk
         self.dropout = nn.Dropout(p=dropout)
         self.head = nn.Linear(feature_dim, num_classes)
+        # Not registered as submodules: the stages that freeze_stages() fixed, kept in eval mode.
+        self._frozen: list[nn.Module] = []
+        self.tta = "none"  # test-time views averaged in eval mode (see TTA_VIEWS)
+
+    def stages(self) -> list[list[nn.Module]]:
+        """The trunk's stages in input order: the stem, then one entry per resolution stage."""
+        return trunk_stages(self.architecture, self.trunk)
+
+    def freeze_stages(self, count: int) -> None:
+        """Fix the first ``count`` stages at their current (ImageNet) weights.
+
+        Their parameters get no gradient and their batch norms keep their running statistics
+        (eval mode, also under ``train()``). The early, high-resolution stages hold generic
+        edge and colour filters and cost most of the backward pass on CPU: freezing them buys
+        epochs within a fixed time budget.
+        """
+        stages = self.stages()
+        if not 0 <= count <= len(stages):
+            raise ValueError(
+                f"Invalid freeze_stages {count} for {self.architecture}: it has "
+                f"{len(stages)} stages; accepted 0 to {len(stages)}."
+            )
+        self._frozen = [module for stage in stages[:count] for module in stage]
+        for module in self._frozen:
+            module.requires_grad_(False)
+            module.eval()
+
+    def train(self, mode: bool = True) -> LesionClassifier:
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer features (N, feature_dim): what the classifier head sees."""
         return self.trunk(images).mean(dim=(2, 3))
 
     def forward_with_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and features from one pass."""
-        features = self.features(images)
-        return self.head(self.dropout(features)), features
+        """Logits and features from one pass.
+
+        In eval mode with ``tta`` set, both are the means over the test-time views of each
+        image, computed as one batch of ``views x N`` images.
+        """
+        if self.training or self.tta == "none":
+            features = self.features(images)
+            return self.head(self.dropout(features)), features
+        views = test_time_views(images, self.tta)
+        features = self.features(torch.cat(views)).unflatten(0, (len(views), -1)).mean(dim=0)
+        return self.head(features), features
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.forward_with_features(images)[0]
+
+
+def test_time_views(images: torch.Tensor, tta: str) -> list[torch.Tensor]:
+    """The views of (N, C, H, W) ``images`` that ``tta`` names (see ``TTA_VIEWS``).
+
+    Dermoscopy has no canonical orientation: ``flips`` is the identity and the three flips
+    (4 views), ``dihedral`` adds the transposes (all 8 symmetries of the square).
+    """
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"Invalid tta {tta!r}. Accepted: {', '.join(TTA_VIEWS)}.")
+    views = [images]
+    if tta in ("flips", "dihedral"):
+        views += [images.flip(3), images.flip(2), images.flip((2, 3))]
+    if tta == "dihedral":
+        turned = images.transpose(2, 3)
+        views += [turned, turned.flip(3), turned.flip(2), turned.flip((2, 3))]
+    return [view.contiguous(memory_format=torch.channels_last) for view in views]
 
 
 class EfficientNetLiteTrunk(nn.Module):
@@ -157,6 +214,40 @@ def _build_torchvision(architecture: str, num_classes: int, pretrained: str) -> 
         feature_dim = network.classifier[1].in_features
         trunk = network.features
     return LesionClassifier(architecture, trunk, feature_dim, num_classes, dropout)
+
+
+# EfficientNet-Lite0's 16 MBConv blocks by stage (block repeats 1, 2, 2, 3, 3, 4, 1).
+_LITE0_STAGE_BLOCKS = ((0,), (1, 2), (3, 4), (5, 6, 7), (8, 9, 10), (11, 12, 13, 14), (15,))
+# MobileNetV2's features by stage: stem, inverted-residual stages (repeats 1, 2, 3, 4, 3, 3, 1).
+_MOBILENET_V2_STAGES = ((0,), (1,), (2, 3), (4, 5, 6), (7, 8, 9, 10), (11, 12, 13), (14, 15, 16))
+
+
+def trunk_stages(architecture: str, trunk: nn.Module) -> list[list[nn.Module]]:
+    """Group ``trunk``'s modules into stages, stem first (what ``freeze_stages`` counts)."""
+    _check_architecture(architecture)
+    if architecture == "efficientnet_lite0":
+        net: Any = trunk.net
+        blocks = net._blocks
+        return [[net._conv_stem, net._bn0]] + [
+            [blocks[i] for i in stage] for stage in _LITE0_STAGE_BLOCKS
+        ]
+    modules = dict(trunk.named_children())
+    if architecture == "resnet50":
+        return [[modules["conv1"], modules["bn1"]]] + [[modules[f"layer{i}"]] for i in range(1, 5)]
+    if architecture == "densenet121":
+        features = dict(modules["features"].named_children())
+        stages = [[features["conv0"], features["norm0"]]]
+        for i in range(1, 5):
+            stage = [features[f"denseblock{i}"]]
+            if f"transition{i}" in features:
+                stage.append(features[f"transition{i}"])
+            stages.append(stage)
+        return stages
+    children = list(trunk.children())
+    if architecture == "mobilenet_v2":
+        return [[children[i] for i in stage] for stage in _MOBILENET_V2_STAGES]
+    # efficientnet_b0: features[0] is the stem, features[1..7] its MBConv stages.
+    return [[child] for child in children[:8]]
 
 
 def efficientnet_lite0_weights_file() -> Path:
@@ -310,6 +401,7 @@ def load_model(model_dir: Path) -> tuple[LesionClassifier, ModelSpec]:
     model = build_model(spec.architecture, len(spec.classes), "none", spec.image_size)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
+    model.tta = spec.tta
     return model, spec
 
 

@@ -99,3 +99,27 @@ def test_every_runtime_computes_the_predictor(
     np.testing.assert_allclose(
         runtime(images[:1]), predictor.predict_proba(images[:1]), atol=FP32_TOLERANCE
     )
+
+
+@pytest.mark.parametrize("kind", ["onnx", "torchscript"])
+def test_runtimes_average_the_test_time_views_of_a_tta_model(
+    fitted_serving_model: Path, kind: str, tmp_path: Path
+) -> None:
+    """A bundle saved with tta=dihedral is served with its eight views, like the Predictor."""
+    import json
+    import shutil
+
+    bundle = tmp_path / "model"
+    shutil.copytree(fitted_serving_model, bundle)
+    spec = json.loads((bundle / "model.json").read_text())
+    (bundle / "model.json").write_text(json.dumps({**spec, "tta": "dihedral"}))
+    predictor = Predictor.load(bundle, precision="fp32")
+    plain = Predictor.load(fitted_serving_model, precision="fp32")
+    size = predictor.spec.image_size
+    images = np.random.default_rng(0).integers(0, 256, (3, size, size, 3), dtype=np.uint8)
+    expected = predictor.predict_proba(images)
+    assert np.abs(expected - plain.predict_proba(images)).max() > 1e-3  # the views matter
+    _, runtime = build_runtime(predictor, kind, threads=1, cache_dir=tmp_path)
+    np.testing.assert_allclose(runtime(images), expected, atol=FP32_TOLERANCE)
+    mirrored = np.ascontiguousarray(images[:, :, ::-1])
+    np.testing.assert_allclose(runtime(mirrored), expected, atol=FP32_TOLERANCE)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from skinlesion.artifacts import WEIGHTS_FILE, ModelSpec
-from skinlesion.config import ARCHITECTURES
+from skinlesion.config import ARCHITECTURES, TrainConfig
 from skinlesion.labels import CLASSES
 from skinlesion.models import (
     IMAGENET_MEAN,
@@ -153,3 +153,107 @@ def test_predictor_bf16_agrees_with_fp32(saved_model: Path) -> None:
     bf16 = Predictor.load(saved_model, precision="bf16").predict_proba(images)
     np.testing.assert_allclose(bf16.sum(axis=1), 1.0, rtol=1e-5)
     assert np.abs(bf16 - fp32).max() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("architecture", "count"),
+    [
+        ("efficientnet_lite0", 8),
+        ("mobilenet_v2", 7),
+        ("efficientnet_b0", 8),
+        ("resnet50", 5),
+        ("densenet121", 5),
+    ],
+)
+def test_stages_partition_the_trunk_stem_first(architecture: str, count: int) -> None:
+    model = build_model(architecture, len(CLASSES), "none", image_size=32)
+    stages = model.stages()
+    assert len(stages) == count
+    modules = [module for stage in stages for module in stage]
+    assert len({id(m) for m in modules}) == len(modules)  # no module in two stages
+    trunk_modules = {id(m) for m in model.trunk.modules()}
+    assert all(id(m) in trunk_modules for m in modules)
+    first_conv = next(m for m in model.trunk.modules() if isinstance(m, torch.nn.Conv2d))
+    assert any(first_conv is m for m in stages[0][0].modules())  # the stem comes first
+
+
+def test_frozen_stages_keep_weights_and_statistics_through_training() -> None:
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", len(CLASSES), "imagenet", image_size=32)
+    model.freeze_stages(4)
+    frozen = [m for stage in model.stages()[:4] for m in stage]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.01)
+    model.train()
+    assert all(not m.training for f in frozen for m in f.modules())  # BN keeps running stats
+    loss = model(torch.rand(4, 3, 32, 32)).logsumexp(dim=1).mean()
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    frozen_keys = {
+        key
+        for key in before
+        if any(
+            key.startswith(prefix)
+            for prefix in (
+                "trunk.net._conv_stem",
+                "trunk.net._bn0",
+                *(f"trunk.net._blocks.{i}." for i in range(5)),
+            )
+        )
+    }
+    assert frozen_keys
+    assert all(torch.equal(before[k], after[k]) for k in frozen_keys)
+    assert not torch.equal(before["head.weight"], after["head.weight"])
+    assert not torch.equal(
+        before["trunk.net._blocks.5._bn1.running_mean"],
+        after["trunk.net._blocks.5._bn1.running_mean"],
+    )
+
+
+def test_freeze_stages_out_of_range_names_the_accepted_range() -> None:
+    model = build_model("resnet50", len(CLASSES), "none")
+    with pytest.raises(ValueError, match="accepted 0 to 5"):
+        model.freeze_stages(6)
+
+
+def test_dihedral_tta_is_invariant_to_flips_and_transposes() -> None:
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", len(CLASSES), "imagenet", image_size=32).eval()
+    images = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        plain = model.features(images)
+        model.tta = "dihedral"
+        averaged = model(images)
+        for view in (images.flip(3), images.flip(2), images.transpose(2, 3).flip(3)):
+            torch.testing.assert_close(model(view), averaged, atol=1e-5, rtol=1e-5)
+        # The average of the eight views' logits, one forward pass per view.
+        model.tta = "none"
+        views = [images, images.flip(3), images.flip(2), images.flip((2, 3))]
+        views += [v.transpose(2, 3) for v in views]
+        expected = torch.stack([model(v) for v in views]).mean(dim=0)
+        assert not torch.allclose(
+            model.features(images.flip(3)), plain, atol=1e-3
+        )  # the net is not
+    torch.testing.assert_close(averaged, expected, atol=1e-5, rtol=1e-5)
+    model.train()
+    model.tta = "flips"
+    assert model(images).shape == (2, 8)  # training passes see one view
+
+
+def test_tta_travels_with_the_saved_model(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v2", len(CLASSES), "none", image_size=32)
+    spec = replace(spec_for("mobilenet_v2", 32, CLASSES), tta="flips")
+    save_model(model, spec, tmp_path)
+    predictor = Predictor.load(tmp_path, precision="fp32")
+    assert predictor.spec.tta == "flips" and predictor.model.tta == "flips"
+    image = np.random.default_rng(0).integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    np.testing.assert_allclose(
+        predictor.predict_proba(image), predictor.predict_proba(mirrored), atol=1e-6
+    )
+    with pytest.raises(ValueError, match="Accepted: none, flips, dihedral"):
+        TrainConfig(tta="rotations")

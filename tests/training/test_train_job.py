@@ -168,3 +168,8 @@ def test_resume_refuses_a_checkpoint_from_other_hyperparameters(
     )
     with pytest.raises(CheckpointMismatchError, match=r"learning_rate: 0.002 -> 0.1"):
         fit(other, synthetic_dataset, checkpoint_dir=tmp_path)
+
+
+def test_freezing_needs_pretrained_weights() -> None:
+    with pytest.raises(ValueError, match="freeze_stages with pretrained=none"):
+        TrainConfig.from_hyperparameters({**TINY, "freeze_stages": "2"})

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ TRAJECTORY_KEYS = (
     "schedule",
     "balancing",
     "label_smoothing",
+    "freeze_stages",
     "seed",
     "augment",
     "max_steps_per_epoch",
@@ -451,6 +452,15 @@ def _fit(
     distributed.barrier()
     if distributed.local_rank != 0:
         model = build_model(config.architecture, num_classes, config.pretrained, config.image_size)
+    if config.freeze_stages:
+        model.freeze_stages(config.freeze_stages)
+        log.info(
+            "Frozen: the first %d of %d stages (%d of %d parameters train)",
+            config.freeze_stages,
+            len(model.stages()),
+            sum(p.numel() for p in model.parameters() if p.requires_grad),
+            sum(p.numel() for p in model.parameters()),
+        )
     model = model.to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -635,9 +645,14 @@ def _fit(
             np.mean([h["images_per_sec"] for h in state.history]) if state.history else 0.0
         ),
     }
+    # Validation above saw one view per image; the saved model averages config.tta's views.
+    model.tta = config.tta
+    spec = replace(
+        spec_for(config.architecture, config.image_size, classes, **metrics), tta=config.tta
+    )
     return TrainResult(
         model=model,
-        spec=spec_for(config.architecture, config.image_size, classes, **metrics),
+        spec=spec,
         history=state.history,
         best_epoch=state.best_epoch,
         epochs_completed=state.epoch,
