@@ -112,6 +112,8 @@ def test_parallel_and_sequential_loading_agree_and_report_failures(
     parallel = load_images(paths, 24, workers=2, progress=False)
     sequential = load_images(paths, 24, workers=1, progress=False)
     assert np.array_equal(parallel.images, sequential.images)
+    # 73 paths on 2 workers: forked workers wrote in place into shared memory, not the parent.
+    assert isinstance(parallel.images.base, np.ndarray) and sequential.images.base is None
     assert set(parallel.errors) == set(sequential.errors) == {70, 71, 72}
     assert "runcated" in parallel.errors[70]
     assert "UnidentifiedImageError" in parallel.errors[72]
