@@ -19,6 +19,8 @@ def train(
     pretrained: str = "auto",
     freeze_stages: int = 0,
     tta: str = "none",
+    weight_decay: float = 0.0001,
+    label_smoothing: float = 0.0,
 ):
     """Train ``architecture`` and write model.tar.gz into the ``model`` artifact.
 
@@ -33,6 +35,8 @@ def train(
         pretrained: auto, imagenet or none.
         freeze_stages: Early stages (stem first) kept at their pretrained weights.
         tta: Test-time views the saved model averages: none, flips (4) or dihedral (8).
+        weight_decay: AdamW weight decay (not on biases and normalisation parameters).
+        label_smoothing: Cross-entropy label smoothing, 0 to 1.
     """
     from skinlesion import steps
 
@@ -49,5 +53,7 @@ def train(
             "pretrained": pretrained,
             "freeze_stages": freeze_stages,
             "tta": tta,
+            "weight_decay": weight_decay,
+            "label_smoothing": label_smoothing,
         },
     )

@@ -32,6 +32,8 @@ def training_pipeline(
     image_size: int = 96,
     freeze_stages: int = 0,
     tta: str = "none",
+    weight_decay: float = 0.0001,
+    label_smoothing: float = 0.0,
     threshold: float = 0.7,
     approval_margin: float = 0.0,
     model_group: str = "skinlesion",
@@ -76,6 +78,8 @@ def training_pipeline(
                 image_size=image_size,
                 freeze_stages=freeze_stages,
                 tta=tta,
+                weight_decay=weight_decay,
+                label_smoothing=label_smoothing,
             ).set_display_name("Train"),
             cache=True,
         )

@@ -101,6 +101,10 @@ class TrainConfig:
             _positive(name, getattr(self, name))
         for name in ("weight_decay", "label_smoothing", "patience", "num_workers", "freeze_stages"):
             _positive(name, getattr(self, name), allow_zero=True)
+        if self.label_smoothing >= 1:
+            raise ConfigError(
+                f"Invalid label_smoothing {self.label_smoothing!r}: must be in [0, 1)."
+            )
         if self.freeze_stages and self.pretrained == "none":
             raise ConfigError(
                 "Invalid freeze_stages with pretrained=none: frozen stages would keep random "

@@ -170,6 +170,8 @@ def test_resume_refuses_a_checkpoint_from_other_hyperparameters(
         fit(other, synthetic_dataset, checkpoint_dir=tmp_path)
 
 
-def test_freezing_needs_pretrained_weights() -> None:
+def test_freezing_needs_pretrained_weights_and_smoothing_stays_below_one() -> None:
     with pytest.raises(ValueError, match="freeze_stages with pretrained=none"):
         TrainConfig.from_hyperparameters({**TINY, "freeze_stages": "2"})
+    with pytest.raises(ValueError, match=r"label_smoothing 1.0: must be in \[0, 1\)"):
+        TrainConfig.from_hyperparameters({**TINY, "label_smoothing": "1.0"})
