@@ -25,7 +25,7 @@ import torch
 
 from bench.loader import write_arrays
 from bench.results import RESULTS_DIR, median, write_result
-from bench.train_step import NUM_CLASSES, BaselineStep, TrainerStep
+from bench.train_step import NUM_CLASSES, BaselineStep, TrainerStep, sync
 from skinlesion.config import TrainConfig
 from skinlesion.data.store import read_split
 from skinlesion.models import build_model, normalization, normalize, to_unit_float
@@ -35,20 +35,15 @@ log = logging.getLogger("bench.gpu_train")
 NAME = "gpu_train"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed_rate(fn: Any, batch: int, steps: int, warmup: int, device: torch.device) -> float:
     for _ in range(warmup):
         fn()
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(steps):
         started = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - started)
     return batch / median(times)
 
@@ -113,7 +108,7 @@ def loader_rates(
     for images, _labels in loader:
         images.to(device, non_blocking=True)
         seen += len(images)
-    _sync(device)
+    sync(device)
     return trained, seen / (time.perf_counter() - started)
 
 

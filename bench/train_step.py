@@ -43,7 +43,8 @@ NUM_CLASSES = 8
 NAME = "train_step"
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the GPU's queued work (a no-op on CPU), so that a timer sees all of it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -142,10 +143,10 @@ def measure(
     cpu_times: dict[str, list[float]] = {"baseline": [], "ours": []}
     for step in range(warmup + steps):
         for name, fn in (("baseline", baseline), ("ours", ours)):
-            _sync(device)
+            sync(device)
             started, cpu_started = time.perf_counter(), time.process_time()
             fn()
-            _sync(device)
+            sync(device)
             if step >= warmup:
                 times[name].append(time.perf_counter() - started)
                 cpu_times[name].append(time.process_time() - cpu_started)

@@ -492,9 +492,14 @@ class Predictor:
 
 
 def spec_for(
-    architecture: str, image_size: int, classes: tuple[str, ...], **metrics: float
+    architecture: str,
+    image_size: int,
+    classes: tuple[str, ...],
+    *,
+    tta: str = "none",
+    **metrics: float,
 ) -> ModelSpec:
     """A ModelSpec with the architecture's normalisation filled in."""
     mean, std = normalization(architecture)
-    spec = ModelSpec(architecture=architecture, image_size=image_size, mean=mean, std=std)
+    spec = ModelSpec(architecture=architecture, image_size=image_size, mean=mean, std=std, tta=tta)
     return replace(spec, classes=tuple(classes), metrics=dict(metrics))

@@ -162,34 +162,30 @@ class _Progress:
         return time.perf_counter() - self.started
 
 
-def _parallel(workers: int, count: int) -> bool:
-    return resolve_workers(workers) > 1 and count >= _PARALLEL_MIN
-
-
 def _run_tasks(
     tasks: list[tuple[int, str, int]],
-    workers: int,
+    processes: int,
     progress: _Progress,
     shared: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray | None, tuple[int, int], str]]:
-    """Decode ``tasks``; with ``shared`` (fork only), workers write pixels straight into it.
+    """Decode ``tasks`` in ``processes`` (1: in this one); with ``shared`` (fork only), the
+    workers write pixels straight into it.
 
     Sending each decoded image back through the pool's pipe costs the parent a pickle, a copy
     and the CPU time for both, on a machine whose every core is decoding: in place, the parent
     only receives indices.
     """
     global _SHARED_OUTPUT
-    workers = resolve_workers(workers)
-    if not _parallel(workers, len(tasks)):
+    if processes == 1:
         for task in tasks:
             yield _load_task(task)
             progress.update()
         return
-    chunksize = max(1, min(32, len(tasks) // (workers * 8)))
+    chunksize = max(1, min(32, len(tasks) // (processes * 8)))
     _SHARED_OUTPUT = shared
     try:
         context = get_context("fork") if shared is not None else get_context()
-        pool = context.Pool(workers)
+        pool = context.Pool(processes)
     finally:
         _SHARED_OUTPUT = None  # the workers have their copy of the reference
     with pool:
@@ -225,14 +221,17 @@ def load_images(
 ) -> LoadedImages:
     """Decode and resize ``paths`` in parallel (``workers=0``: one process per core)."""
     shape = (len(paths), size, size, 3)
-    in_place = _parallel(workers, len(paths)) and "fork" in get_all_start_methods()
+    processes = resolve_workers(workers)
+    if len(paths) < _PARALLEL_MIN:
+        processes = 1
+    in_place = processes > 1 and "fork" in get_all_start_methods()
     images = _shared_array(shape) if in_place else np.zeros(shape, dtype=np.uint8)
     sizes = np.zeros((len(paths), 2), dtype=np.int64)
     errors: dict[int, str] = {}
     bar = _Progress(len(paths), description, progress)
     tasks = [(i, str(p), size) for i, p in enumerate(paths)]
     for index, array, original, error in _run_tasks(
-        tasks, workers, bar, images if in_place else None
+        tasks, processes, bar, images if in_place else None
     ):
         if error:
             errors[index] = error

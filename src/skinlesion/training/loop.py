@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -647,12 +647,9 @@ def _fit(
     }
     # Validation above saw one view per image; the saved model averages config.tta's views.
     model.tta = config.tta
-    spec = replace(
-        spec_for(config.architecture, config.image_size, classes, **metrics), tta=config.tta
-    )
     return TrainResult(
         model=model,
-        spec=spec,
+        spec=spec_for(config.architecture, config.image_size, classes, tta=config.tta, **metrics),
         history=state.history,
         best_epoch=state.best_epoch,
         epochs_completed=state.epoch,
