@@ -31,7 +31,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -64,10 +64,6 @@ class CaptureRecord:
     def output_json(self) -> Any:
         """The response body parsed as JSON (the serving app always answers JSON)."""
         return json.loads(self.output_data)
-
-    def input_json(self) -> Any:
-        """The request body parsed as JSON, for requests sent as ``application/json``."""
-        return json.loads(self.input_data)
 
 
 # --- encoding -------------------------------------------------------------------------------
@@ -205,6 +201,34 @@ def capture_prefix(root: Path, endpoint_name: str, variant_name: str, moment: da
     """``root/<endpoint>/<variant>/yyyy/mm/dd/hh``: the folder of one hour's capture files."""
     moment = moment.astimezone(UTC)
     return Path(root) / endpoint_name / variant_name / moment.strftime("%Y/%m/%d/%H")
+
+
+HOUR_FOLDER = "%Y/%m/%d/%H"
+
+
+def window_hour_folders(start: datetime, end: datetime) -> list[str]:
+    """``yyyy/mm/dd/hh`` of every hour that overlaps [start, end) (UTC), oldest first."""
+    hours: list[str] = []
+    moment = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    while moment < end:
+        hours.append(moment.strftime(HOUR_FOLDER))
+        moment += timedelta(hours=1)
+    return hours
+
+
+def hour_folder_in_window(relative: str, start: datetime | None, end: datetime | None) -> bool:
+    """Whether a capture file's path below ``<endpoint>/<variant>/`` lies in an hour folder that
+    overlaps [start, end); every file does for an unbounded window."""
+    if start is None or end is None:
+        return True
+    parts = relative.strip("/").split("/")
+    if len(parts) < 5:  # yyyy/mm/dd/hh/<file>
+        return False
+    try:
+        hour = datetime.strptime("/".join(parts[:4]), HOUR_FOLDER).replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return hour + timedelta(hours=1) > start and hour < end
 
 
 @dataclass
@@ -389,9 +413,10 @@ def _iter_s3(uri: str, s3_client: Any) -> Iterator[CaptureRecord]:
 
     bucket, prefix = split_s3(uri)
     if s3_client is None:
-        from skinlesion.aws import client_factory_from_environment
-
-        s3_client = client_factory_from_environment().client("s3")
+        raise ValueError(
+            f"Reading capture data from {uri} needs an S3 client: pass s3_client (one of "
+            "skinlesion.aws.AwsClients), or copy the capture files to a local folder first."
+        )
     keys: list[str] = []
     for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         keys.extend(item["Key"] for item in page.get("Contents", []))
@@ -412,7 +437,7 @@ def iter_capture_records(
     """Yield every capture record under ``source``: a local folder or file, or an s3:// prefix.
 
     ``start``/``end`` (aware datetimes) keep records with ``start <= inferenceTime < end``.
-    ``s3_client`` defaults to one from the project's AWS settings.
+    ``s3_client`` reads an s3:// prefix (required for one).
     """
     text = str(source)
     if text.startswith("s3://"):

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from skinlesion import __version__
+from skinlesion.backends.errors import BackendError
 from skinlesion.logs import configure_logging
 
 # Each module exposes ``register(subparsers)`` and sets ``func`` on its parsers. Importing them
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level)
     try:
         result = args.func(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, LookupError, FileNotFoundError, BackendError) as error:
         log.error("%s", error)
         return 2
     return int(result or 0)

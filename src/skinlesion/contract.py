@@ -1,18 +1,25 @@
-"""SageMaker's container contract: where a job finds its inputs and puts its outputs.
+"""SageMaker's container contract: where a job finds its inputs and puts its outputs, and the
+one entry wrapper every job's ``main()`` runs through.
 
 The same module runs inside a SageMaker container (paths under ``/opt/ml``) and as a local
-subprocess, where the local backend points ``SKINLESION_ML_ROOT`` at a run directory that has the
-same layout and sets the same ``SM_*`` variables. A job cannot tell where it runs.
+subprocess, where the local backend points ``SKINLESION_ML_ROOT`` at a run directory of its own
+that has the same layout and sets the same ``SM_*`` variables. Jobs read only this contract; the
+trainer additionally asks whether ``TRAINING_JOB_NAME`` is set, to decide whether to show a
+progress bar (SageMaker's log is not a terminal), which changes nothing it computes.
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import logging
 import os
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 DEFAULT_ML_ROOT = "/opt/ml"
 ML_ROOT_ENV = "SKINLESION_ML_ROOT"
@@ -73,7 +80,7 @@ class TrainingEnvironment:
             model_dir=Path(env.get("SM_MODEL_DIR", root / "model")),
             output_data_dir=Path(env.get("SM_OUTPUT_DATA_DIR", root / "output" / "data")),
             checkpoint_dir=Path(env.get("SM_CHECKPOINT_DIR", root / "checkpoints")),
-            failure_file=root / "output" / "failure",
+            failure_file=failure_file(JobKind.TRAINING, root),
             current_host=current_host,
             hosts=hosts,
         )
@@ -88,6 +95,40 @@ class TrainingEnvironment:
                 f"Training channel {name!r} was not provided (channels given: {given}). "
                 f"Expected it under {ml_root()}/input/data/{name} or SM_CHANNEL_{name.upper()}."
             ) from None
+
+
+class JobKind(enum.StrEnum):
+    """SageMaker's two kinds of job; each reads its failure reason from its own file."""
+
+    TRAINING = "training"
+    PROCESSING = "processing"
+
+
+def failure_file(kind: JobKind, root: Path | None = None) -> Path:
+    """Where SageMaker reads a failed job's reason: ``output/failure`` for a training job (shown
+    as FailureReason), ``output/message`` for a processing job (shown as ExitMessage)."""
+    root = ml_root() if root is None else root
+    return root / "output" / ("failure" if kind is JobKind.TRAINING else "message")
+
+
+def run_job(kind: JobKind, what: str, body: Callable[[], object]) -> int:
+    """Run a job's body; on an error log it, leave its reason where SageMaker reads it, return 1.
+
+    Every job's ``main()`` ends here, so every job fails the same way: exit status 1 and the
+    reason (type and message first, then the traceback) in ``failure_file(kind)``.
+    """
+    try:
+        body()
+    except Exception as error:
+        # The traceback first, the reason last: the last line of a job's log says why.
+        log.error("%s", traceback.format_exc().rstrip())
+        log.error("%s failed: %s: %s", what, type(error).__name__, error)
+        try:
+            write_failure(failure_file(kind), error)
+        except OSError as write_error:  # outside a container /opt/ml may not be writable
+            log.warning("Could not write the failure reason: %s", write_error)
+        return 1
+    return 0
 
 
 def _as_string(value: object) -> str:

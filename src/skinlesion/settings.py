@@ -85,6 +85,9 @@ class Settings:
         "", "Default model package group of the registry", terraform=True
     )
     sns_topic_arn: str = _setting("", "SNS topic of alarms and approvals", terraform=True)
+    metrics_namespace: str = _setting(
+        "SkinLesion", "CloudWatch namespace of the monitoring metrics", terraform=True
+    )
     subnet_ids: tuple[str, ...] = _setting(
         (),
         "VPC subnets of jobs, models and endpoints (JSON array in the environment)",
@@ -222,11 +225,6 @@ class Settings:
     def inference_image_uri(self) -> str:
         """The inference image with its tag."""
         return image_uri(self.inference_image_repository_url, self.image_tag)
-
-    @property
-    def pipeline_image_uri(self) -> str:
-        """The pipeline (KFP component) image with its tag."""
-        return image_uri(self.pipeline_image_repository_url, self.image_tag)
 
     @property
     def effective_max_wait_seconds(self) -> int:

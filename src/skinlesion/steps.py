@@ -1,7 +1,9 @@
 """What each KFP component does, written without KFP so it is tested as plain Python.
 
 A component's body calls exactly one function here, passing its artifacts (anything with
-``path``, ``uri`` and ``metadata``, as ``kfp.dsl.Artifact`` has) and its parameters.
+``path``, ``uri`` and ``metadata``, as ``kfp.dsl.Artifact`` has) and its parameters. Each
+function builds its backend once, by name, and hands the next step a typed record in the output
+artifact's metadata (``skinlesion.handoff``).
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from skinlesion import storage
 from skinlesion.backends import get_backend
 from skinlesion.backends.base import (
     ApprovalStatus,
+    Backend,
     DeployRequest,
     EvaluateRequest,
     JobResult,
@@ -26,6 +28,7 @@ from skinlesion.backends.base import (
     TrainRequest,
 )
 from skinlesion.config import PreprocessConfig, TrainConfig
+from skinlesion.handoff import DatasetHandoff, EvaluationHandoff, ModelHandoff
 from skinlesion.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -49,7 +52,7 @@ class ClassificationMetricsLike(ArtifactLike, Protocol):
     def log_roc_curve(self, fpr: list[float], tpr: list[float], threshold: list[float]) -> None: ...
 
 
-def _job_identity(output: ArtifactLike) -> str:
+def job_identity(output: ArtifactLike) -> str:
     """What names a step's job deterministically: its output artifact's URI.
 
     KFP gives each task of each run its own output URI and keeps it when the step is retried,
@@ -59,8 +62,8 @@ def _job_identity(output: ArtifactLike) -> str:
     return f"artifact:{output.uri or output.path}"
 
 
-def _location(backend_name: str, artifact: ArtifactLike) -> str:
-    return get_backend(backend_name).artifact_location(artifact.path, artifact.uri)
+def _location(backend: Backend, artifact: ArtifactLike) -> str:
+    return backend.artifact_location(artifact.path, artifact.uri)
 
 
 def _record(artifact: ArtifactLike, result: JobResult, started: float) -> None:
@@ -69,13 +72,14 @@ def _record(artifact: ArtifactLike, result: JobResult, started: float) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     record = {
         "job_name": result.job_name,
-        "status": result.status,
-        "outputs": result.outputs,
+        "status": result.status.value,
+        "output_uri": result.output_uri,
+        "remote_output_uri": result.remote_output_uri,
         "metrics": result.metrics,
         "wall_seconds": round(time.monotonic() - started, 3),
     }
     (folder / JOB_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
-    artifact.metadata.update({"job_name": result.job_name, **result.outputs})
+    artifact.metadata["job_name"] = result.job_name
 
 
 def preprocess(
@@ -90,19 +94,25 @@ def preprocess(
 ) -> JobResult:
     """Validate, split and resize an ISIC-format folder into the ``dataset`` artifact."""
     configure_logging()
+    be = get_backend(backend)
     request = PreprocessRequest(
         data_uri=data_uri,
-        output_uri=_location(backend, dataset),
+        output_uri=_location(be, dataset),
         config=PreprocessConfig(image_size=image_size, seed=seed),
         labels=labels,
         job_name=job_name,
-        run_id=_job_identity(dataset),
+        run_id=job_identity(dataset),
         task_name="preprocess",
     )
     started = time.monotonic()
-    result = get_backend(backend).preprocess(request)
+    result = be.preprocess(request)
     _record(dataset, result, started)
-    dataset.metadata.update({"data_uri": data_uri, "image_size": image_size, **result.details})
+    DatasetHandoff(
+        dataset=result.remote_output_uri or result.output_uri,
+        data_uri=data_uri,
+        image_size=image_size,
+        splits=dict(result.details.get("splits", {})),
+    ).write(dataset)
     return result
 
 
@@ -116,19 +126,25 @@ def train(
 ) -> JobResult:
     """Train on the ``dataset`` artifact; ``model`` receives model.tar.gz."""
     configure_logging()
+    be = get_backend(backend)
     config = TrainConfig(**hyperparameters)
     request = TrainRequest(
-        dataset_uri=_location(backend, dataset),
-        model_uri=_location(backend, model),
+        dataset_uri=_location(be, dataset),
+        model_uri=_location(be, model),
         config=config,
         job_name=job_name,
-        run_id=_job_identity(model),
+        run_id=job_identity(model),
         task_name="train",
     )
     started = time.monotonic()
-    result = get_backend(backend).train(request)
+    result = be.train(request)
     _record(model, result, started)
-    model.metadata.update({"architecture": config.architecture, "image_size": config.image_size})
+    ModelHandoff(
+        model_data=result.output_uri,
+        job_model_data=result.remote_output_uri or result.output_uri,
+        architecture=config.architecture,
+        image_size=config.image_size,
+    ).write(model)
     return result
 
 
@@ -145,20 +161,21 @@ def evaluate(
 ) -> float:
     """Evaluate on the test split; log KFP metrics and the HTML report; return balanced accuracy."""
     configure_logging()
+    be = get_backend(backend)
     request = EvaluateRequest(
-        dataset_uri=_location(backend, dataset),
-        model_uri=_location(backend, model),
-        output_uri=_location(backend, evaluation),
+        dataset_uri=_location(be, dataset),
+        model_uri=_location(be, model),
+        output_uri=_location(be, evaluation),
         job_name=job_name,
-        run_id=_job_identity(evaluation),
+        run_id=job_identity(evaluation),
         task_name="evaluate",
     )
     started = time.monotonic()
-    result = get_backend(backend).evaluate(request)
+    result = be.evaluate(request)
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch)
         for name in ("kfp_metrics.json", "kfp_classification.json", "report.html"):
-            storage.download(storage.join(result.outputs["evaluation"], name), local / name)
+            be.download(f"{result.output_uri.rstrip('/')}/{name}", local / name)
         scalars = json.loads((local / "kfp_metrics.json").read_text())
         for name, value in sorted(scalars.items()):
             metrics.log_metric(name, float(value))
@@ -172,6 +189,10 @@ def evaluate(
         shutil.copyfile(local / "report.html", report.path)
     _record(evaluation, result, started)
     balanced_accuracy = float(result.metrics["balanced_accuracy"])
+    EvaluationHandoff(
+        evaluation=result.remote_output_uri or result.output_uri,
+        balanced_accuracy=balanced_accuracy,
+    ).write(evaluation)
     log.info("balanced accuracy on the test split: %.4f", balanced_accuracy)
     return balanced_accuracy
 
@@ -185,27 +206,32 @@ def register(
     data_uri: str,
     architecture: str,
     approval_margin: float,
+    min_balanced_accuracy: float = 0.0,
     git_commit: str = "",
     run_id: str = "",
 ) -> tuple[str, str]:
-    """Register the model version; return its ARN and approval status."""
+    """Register the model version; return its ARN and approval status.
+
+    A candidate below ``min_balanced_accuracy`` (the gate) is registered as Rejected, so the
+    registry keeps every candidate and why it was not promoted.
+    """
     configure_logging()
     be = get_backend(backend)
-    evaluation_uri = evaluation.metadata.get("evaluation") or be.artifact_location(
-        evaluation.path, evaluation.uri
-    )
-    metrics = storage.read_json(storage.join(evaluation_uri, "metrics.json"))
+    evaluation_uri = EvaluationHandoff.read(evaluation).evaluation
+    metrics = be.read_json(f"{evaluation_uri.rstrip('/')}/metrics.json")
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    gate_passed = numbers.get("balanced_accuracy", float("-inf")) >= min_balanced_accuracy
     version = be.register(
         RegisterRequest(
-            model_uri=str(model.metadata.get("model_data") or _location(backend, model)),
+            model_uri=ModelHandoff.read(model).model_data or _location(be, model),
             evaluation_uri=evaluation_uri,
             model_group=model_group,
-            metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+            metrics=numbers,
             data_uri=data_uri,
             architecture=architecture,
             git_commit=git_commit,
             run_id=run_id,
-            gate_passed=True,
+            gate_passed=gate_passed,
             approval_margin=approval_margin,
         )
     )

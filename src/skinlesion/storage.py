@@ -1,4 +1,8 @@
-"""Artifact storage by URI: local paths, ``file://`` and ``s3://``, behind three functions."""
+"""Artifact storage by URI: local paths, ``file://`` and ``s3://``, behind a few functions.
+
+``s3://`` URIs are read with the S3 client the caller hands in (a backend's, or one built from
+the settings at a job's entry); nothing here builds AWS clients.
+"""
 
 from __future__ import annotations
 
@@ -31,13 +35,16 @@ def split_s3(uri: str) -> tuple[str, str]:
     return parsed.netloc, parsed.path.lstrip("/")
 
 
-def _s3_client() -> Any:
-    from skinlesion.aws import client_factory_from_environment
+def _require(s3: Any, uri: str) -> Any:
+    if s3 is None:
+        raise ValueError(
+            f"{uri} is an S3 URI and no S3 client was given: pass s3= (a backend's client, or "
+            "skinlesion.aws.AwsClients(...).client('s3'))."
+        )
+    return s3
 
-    return client_factory_from_environment().client("s3")
 
-
-def download(uri: str, destination: Path) -> Path:
+def download(uri: str, destination: Path, *, s3: Any = None) -> Path:
     """Copy a file or a whole prefix/folder at ``uri`` to ``destination``; return it."""
     destination = Path(destination)
     if not is_s3(uri):
@@ -49,7 +56,7 @@ def download(uri: str, destination: Path) -> Path:
             shutil.copy2(source, destination)
         return destination
     bucket, key = split_s3(uri)
-    s3 = _s3_client()
+    s3 = _require(s3, uri)
     paginator = s3.get_paginator("list_objects_v2")
     prefix = key.rstrip("/") + "/"
     found = False
@@ -66,33 +73,12 @@ def download(uri: str, destination: Path) -> Path:
     return destination
 
 
-def upload(source: Path, uri: str) -> str:
-    """Copy a file or folder to ``uri`` (a local path or an S3 prefix); return the URI."""
-    source = Path(source)
-    if not is_s3(uri):
-        target = local_path(uri)
-        if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-        return uri
-    bucket, key = split_s3(uri)
-    s3 = _s3_client()
-    if source.is_dir():
-        for path in sorted(p for p in source.rglob("*") if p.is_file()):
-            s3.upload_file(str(path), bucket, f"{key.rstrip('/')}/{path.relative_to(source)}")
-    else:
-        s3.upload_file(str(source), bucket, key)
-    return uri
-
-
-def read_json(uri: str) -> Any:
+def read_json(uri: str, *, s3: Any = None) -> Any:
     """Parse the JSON document at ``uri``."""
     if not is_s3(uri):
         return json.loads(local_path(uri).read_text())
     bucket, key = split_s3(uri)
-    body = _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+    body = _require(s3, uri).get_object(Bucket=bucket, Key=key)["Body"].read()
     return json.loads(body)
 
 

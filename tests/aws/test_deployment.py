@@ -13,6 +13,7 @@ from tests.aws.helpers import BUCKETS, ROLE_ARN, TEST_GROUP, offline_client, reg
 
 from skinlesion.aws import AwsClients
 from skinlesion.backends.base import ApprovalStatus, DeployRequest
+from skinlesion.backends.errors import EndpointNotFoundError
 from skinlesion.backends.sagemaker import SageMakerBackend
 from skinlesion.backends.sagemaker.deployment import EndpointDeployer, has_instance_storage
 from skinlesion.backends.sagemaker.errors import DeploymentError, ModelNotApprovedError
@@ -153,7 +154,9 @@ def test_delete_removes_endpoint_config_and_scaling(
     with pytest.raises(ClientError, match="Could not find endpoint configuration"):
         sagemaker.describe_endpoint_config(EndpointConfigName=deployed.details["endpoint_config"])
     assert scaling(clients) == ([], [])
-    backend.delete_endpoint(ENDPOINT)  # deleting twice is fine
+    # A second delete names the endpoint that is not there, as DeleteEndpoint itself does.
+    with pytest.raises(EndpointNotFoundError, match=ENDPOINT):
+        backend.delete_endpoint(ENDPOINT)
 
 
 # --- blue/green updates: moto has no UpdateEndpoint, so SageMaker is stubbed; the alarms

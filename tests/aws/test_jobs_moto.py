@@ -16,7 +16,7 @@ import pytest
 from tests.aws.helpers import BUCKETS, ROLE_ARN
 
 from skinlesion.aws import AwsClients
-from skinlesion.backends.base import EvaluateRequest, PreprocessRequest, TrainRequest
+from skinlesion.backends.base import EvaluateRequest, JobStatus, PreprocessRequest, TrainRequest
 from skinlesion.backends.sagemaker import SageMakerBackend
 from skinlesion.backends.sagemaker.errors import JobOutputMissingError
 from skinlesion.config import PreprocessConfig, TrainConfig
@@ -48,8 +48,8 @@ def test_preprocess_passes_s3_uris_through_and_reads_the_manifest(
             task_name="preprocess",
         )
     )
-    assert result.status == "Completed"
-    assert result.outputs == {"dataset": output}
+    assert result.status is JobStatus.COMPLETED
+    assert result.output_uri == output
     assert result.details["splits"] == {"train": 7, "val": 2, "test": 2}
     assert s3.list_objects_v2(Bucket=MODELS).get("KeyCount", 0) == before  # nothing staged
     job = clients.client("sagemaker").describe_processing_job(ProcessingJobName=result.job_name)
@@ -97,7 +97,7 @@ def test_training_round_trip_spot_checkpoints_and_reattach(
     assert job["HyperParameters"] == TrainConfig(epochs=2).to_hyperparameters()
     assert job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == dataset
     assert job["OutputDataConfig"]["S3OutputPath"] == model
-    assert result.outputs["model_data"] == f"{model}/{result.job_name}/output/model.tar.gz"
+    assert result.output_uri == f"{model}/{result.job_name}/output/model.tar.gz"
     assert result.details["checkpoint_uri"] == job["CheckpointConfig"]["S3Uri"]
     # The same step again (a retry of the pod): the same job, not a second one.
     again = backend.train(request)
@@ -127,7 +127,7 @@ def test_evaluate_returns_the_numbers_of_metrics_json(
         )
     )
     assert result.metrics == {"balanced_accuracy": 0.71, "accuracy": 0.8}
-    assert result.outputs == {"evaluation": output}
+    assert result.output_uri == output
     job = clients.client("sagemaker").describe_processing_job(ProcessingJobName=result.job_name)
     assert [i["InputName"] for i in job["ProcessingInputs"]] == ["dataset", "model"]
 
@@ -160,7 +160,7 @@ def test_local_paths_are_staged_in_and_outputs_downloaded(
     put_json(clients.client("s3"), f"{staged_output}/manifest.json", {"splits": {"train": 1}})
     result = backend.preprocess(request)
     assert json.loads((output / "manifest.json").read_text()) == {"splits": {"train": 1}}
-    assert result.outputs == {"dataset": str(output)}
+    assert result.output_uri == str(output)
     keys = {o["Key"] for o in clients.client("s3").list_objects_v2(Bucket=MODELS)["Contents"]}
     assert {f"staging/{name}/data/labels.csv", f"staging/{name}/data/images/ISIC_1.jpg"} <= keys
     job = clients.client("sagemaker").describe_processing_job(ProcessingJobName=name)
@@ -185,8 +185,8 @@ def test_training_to_a_local_model_folder_downloads_model_tar_gz(
             dataset_uri=f"s3://{PROCESSED}/ds/", model_uri=str(out), run_id=RUN, task_name="train"
         )
     )
-    assert result.outputs["model_data"] == str(out / "model.tar.gz")
-    assert result.outputs["model_data_s3"] == f"s3://{MODELS}/{archive_key}"
+    assert result.output_uri == str(out / "model.tar.gz")
+    assert result.remote_output_uri == f"s3://{MODELS}/{archive_key}"
     with tarfile.open(out / "model.tar.gz") as tar:
         assert tar.getnames() == ["model.json"]
 

@@ -13,7 +13,7 @@ import pytest
 from tests.aws.moto_server import REGION
 
 from skinlesion.aws import AwsClients
-from skinlesion.backends.sagemaker.cloudwatch import TRAINING_LOG_GROUP, LogStreamer
+from skinlesion.backends.sagemaker.log_streaming import TRAINING_LOG_GROUP, LogStreamer
 
 JOB = "skl-test-train-abc"
 

@@ -72,6 +72,7 @@ TERRAFORM_OUTPUTS = {
         "type": "string",
         "value": "arn:aws:sns:eu-west-1:111122223333:skinlesion-dev-alerts",
     },
+    "metrics_namespace": {"sensitive": False, "type": "string", "value": "SkinLesionDev"},
     "subnet_ids": {
         "sensitive": False,
         "type": ["list", "string"],

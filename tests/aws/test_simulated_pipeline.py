@@ -72,7 +72,7 @@ def test_preprocess_train_evaluate_register_deploy(
         )
         trained = backend.train(
             TrainRequest(
-                dataset_uri=dataset.outputs["dataset"],
+                dataset_uri=dataset.output_uri,
                 model_uri=f"{ROOT}/train/model",
                 config=TrainConfig(epochs=1, image_size=48, batch_size=32, pretrained="none"),
                 run_id=RUN,
@@ -81,7 +81,7 @@ def test_preprocess_train_evaluate_register_deploy(
         )
         evaluated = backend.evaluate(
             EvaluateRequest(
-                dataset_uri=dataset.outputs["dataset"],
+                dataset_uri=dataset.output_uri,
                 model_uri=f"{ROOT}/train/model",
                 output_uri=f"{ROOT}/evaluate/evaluation",
                 run_id=RUN,
@@ -90,10 +90,7 @@ def test_preprocess_train_evaluate_register_deploy(
         )
     assert simulated.started == [dataset.job_name, trained.job_name, evaluated.job_name]
     assert sum(split["count"] for split in dataset.details["splits"].values()) == 8 * 24
-    assert (
-        trained.outputs["model_data"]
-        == f"{ROOT}/train/model/{trained.job_name}/output/model.tar.gz"
-    )
+    assert trained.output_uri == f"{ROOT}/train/model/{trained.job_name}/output/model.tar.gz"
     assert "validation:balanced_accuracy" in trained.metrics
     assert 0.0 <= evaluated.metrics["balanced_accuracy"] <= 1.0
     # The training job's own epoch line reached the step's log through CloudWatch.
@@ -108,7 +105,7 @@ def test_preprocess_train_evaluate_register_deploy(
     version = backend.register(
         RegisterRequest(
             model_uri=f"{ROOT}/train/model",
-            evaluation_uri=evaluated.outputs["evaluation"],
+            evaluation_uri=evaluated.output_uri,
             model_group="skinlesion-simulated",
             metrics=evaluated.metrics,
             data_uri=str(data),
@@ -117,7 +114,7 @@ def test_preprocess_train_evaluate_register_deploy(
         )
     )
     assert version.approval_status is ApprovalStatus.APPROVED
-    assert version.model_data_uri == trained.outputs["model_data"]
+    assert version.model_data_uri == trained.output_uri
     endpoint = backend.deploy(
         DeployRequest(model_version_arn=version.arn, endpoint_name="skinlesion-simulated")
     )

@@ -1,8 +1,9 @@
-"""The monitor on AWS against moto: the window's capture files as a ManifestFile processing job,
-CloudWatch metrics, and the SNS notification."""
+"""The monitor on AWS against moto's server: the window's capture files as a ManifestFile
+processing job, CloudWatch metrics and the SNS notification, all through the SageMaker backend."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,18 +14,16 @@ from tests.aws.helpers import BUCKETS, make_settings, offline_client
 from tests.aws.moto_server import REGION
 
 from skinlesion.aws import AwsClients
+from skinlesion.backends.base import MonitorRequest
+from skinlesion.backends.errors import NotificationError
+from skinlesion.backends.local import LocalBackend, LocalSettings
 from skinlesion.backends.sagemaker import SageMakerBackend
-from skinlesion.backends.sagemaker.job_requests import JobContext
+from skinlesion.backends.sagemaker.capture_windows import capture_prefix, manifest
+from skinlesion.backends.sagemaker.job_requests import JobContext, monitor_job_request
 from skinlesion.backends.sagemaker.validation import request_problems
-from skinlesion.monitoring.cloudwatch import metric_data, publish_metrics
-from skinlesion.monitoring.notify import notification_text, send_notification
-from skinlesion.monitoring.sagemaker import (
-    capture_prefix,
-    hour_prefixes,
-    manifest,
-    monitor_job_request,
-    run_monitor_job,
-)
+from skinlesion.capture import window_hour_folders
+from skinlesion.monitoring.alarm_text import notification_text
+from skinlesion.monitoring.cloudwatch_metrics import metric_data
 
 pytestmark = pytest.mark.aws
 
@@ -63,8 +62,11 @@ def backend(moto_endpoint: str) -> SageMakerBackend:
 
 
 def test_the_window_is_the_hour_folders_it_overlaps() -> None:
-    assert hour_prefixes(START, START + timedelta(hours=1)) == ["2024/05/01/11", "2024/05/01/12"]
-    assert hour_prefixes(START, START) == []
+    assert window_hour_folders(START, START + timedelta(hours=1)) == [
+        "2024/05/01/11",
+        "2024/05/01/12",
+    ]
+    assert window_hour_folders(START, START) == []
     assert capture_prefix(CAPTURE + "/", "skinlesion") == f"{CAPTURE}/skinlesion/AllTraffic"
     assert manifest([f"s3://b/{k}" for k in ("a/1.jsonl", "a/2.jsonl")]) == [
         {"prefix": "s3://b/"},
@@ -79,15 +81,19 @@ def test_the_monitor_job_request_is_valid_for_the_sagemaker_api() -> None:
     settings = make_settings()
     request = monitor_job_request(
         settings,
+        MonitorRequest(
+            endpoint_name="skinlesion",
+            output_uri="s3://m/pipeline-root/monitor/",
+            start=START,
+            end=START + timedelta(hours=1),
+            checks="all",
+        ),
         job_name="skl-test-monitor-0123456789",
         baseline_uri="s3://m/baseline/",
         model_uri="s3://m/model/model.tar.gz",
         manifest_uri="s3://m/staging/job/capture.manifest",
         output_uri="s3://m/pipeline-root/monitor/",
         labels_uri="s3://m/ground-truth/",
-        start=START,
-        end=START + timedelta(hours=1),
-        checks="all",
         context=JobContext(stage="monitor", run_id="run-1"),
     )
     assert request_problems(offline_client("sagemaker").meta.service_model,
@@ -114,7 +120,6 @@ def test_the_monitor_job_request_is_valid_for_the_sagemaker_api() -> None:
 
 def test_the_job_reads_exactly_the_windows_capture_files(backend: SageMakerBackend) -> None:
     s3 = backend.clients.client("s3")
-    prefix = capture_prefix(CAPTURE, "skinlesion")
     bucket = BUCKETS["capture_bucket"]
     keys = {
         hour: f"capture/skinlesion/AllTraffic/2024/05/01/{hour}/00-00-000-{hour}.jsonl"
@@ -125,18 +130,21 @@ def test_the_job_reads_exactly_the_windows_capture_files(backend: SageMakerBacke
     models = BUCKETS["models_bucket"]
     s3.put_object(Bucket=models, Key="baseline/statistics.json", Body=b"{}")
     s3.put_object(Bucket=models, Key="train/model.tar.gz", Body=b"archive")
-    output = run_monitor_job(
-        backend,
-        baseline_uri=f"s3://{models}/baseline/",
-        model_uri=f"s3://{models}/train/model.tar.gz",
-        capture_prefix_uri=prefix,
-        output_uri=f"s3://{models}/pipeline-root/monitor",
-        start=START,
-        end=START + timedelta(hours=1),
-        checks="drift",
-        task_name="monitor",
+    result = backend.monitor(
+        MonitorRequest(
+            endpoint_name="skinlesion",
+            baseline_uri=f"s3://{models}/baseline/",
+            model_uri=f"s3://{models}/train/model.tar.gz",
+            capture_uri=CAPTURE,
+            output_uri=f"s3://{models}/pipeline-root/monitor",
+            start=START,
+            end=START + timedelta(hours=1),
+            checks="drift",
+            task_name="monitor",
+        )
     )
-    assert output == f"s3://{models}/pipeline-root/monitor"
+    assert result is not None
+    assert result.output_uri == f"s3://{models}/pipeline-root/monitor"
     sagemaker = backend.clients.client("sagemaker")
     [job] = sagemaker.list_processing_jobs()["ProcessingJobSummaries"]
     assert job["ProcessingJobName"].startswith("skl-test-monitor-")  # the settings' prefix
@@ -149,16 +157,18 @@ def test_the_job_reads_exactly_the_windows_capture_files(backend: SageMakerBacke
 
 
 def test_an_empty_window_starts_no_job(backend: SageMakerBackend) -> None:
-    output = run_monitor_job(
-        backend,
-        baseline_uri="s3://x/baseline/",
-        model_uri="s3://x/model.tar.gz",
-        capture_prefix_uri=capture_prefix(CAPTURE, "quiet"),
-        output_uri="s3://x/out",
-        start=START,
-        end=START + timedelta(hours=1),
+    result = backend.monitor(
+        MonitorRequest(
+            endpoint_name="quiet",
+            baseline_uri="s3://x/baseline/",
+            model_uri="s3://x/model.tar.gz",
+            capture_uri=CAPTURE,
+            output_uri="s3://x/out",
+            start=START,
+            end=START + timedelta(hours=1),
+        )
     )
-    assert output is None
+    assert result is None
     assert not backend.clients.client("sagemaker").list_processing_jobs()["ProcessingJobSummaries"]
 
 
@@ -169,7 +179,8 @@ def test_metrics_are_published_to_cloudwatch(backend: SageMakerBackend) -> None:
             "recall_MEL", "window_images"} <= names  # fmt: skip
     assert "feature_baseline_drift_brightness" not in names  # no value, no datum
     cloudwatch = backend.clients.client("cloudwatch")
-    assert publish_metrics(cloudwatch, "SkinLesion", data) == len(data)
+    assert backend.settings.metrics_namespace == "SkinLesion"
+    assert backend.publish_metrics(data) == len(data)
     listed = cloudwatch.list_metrics(Namespace="SkinLesion")["Metrics"]
     assert {m["MetricName"] for m in listed} == names
     dimensions = {(d["Name"], d["Value"]) for m in listed for d in m["Dimensions"]}
@@ -188,7 +199,8 @@ def test_the_alarm_goes_to_the_sns_topic(backend: SageMakerBackend) -> None:
     subject, message = notification_text(
         SUMMARY, endpoint_name="skinlesion", report_uri="s3://m/monitor/report.html"
     )
-    sent = send_notification("sagemaker", subject, message, topic_arn=topic, sns_client=sns)
+    backend.settings = dataclasses.replace(backend.settings, sns_topic_arn=topic)
+    sent = backend.notify(subject, message)
     assert sent.channel == "sns" and sent.message_id
     [received] = sqs.receive_message(QueueUrl=queue)["Messages"]
     envelope = json.loads(received["Body"])
@@ -197,8 +209,36 @@ def test_the_alarm_goes_to_the_sns_topic(backend: SageMakerBackend) -> None:
     assert "s3://m/monitor/report.html" in envelope["Message"]
 
 
-def test_a_missing_topic_is_named_in_the_error() -> None:
-    from skinlesion.monitoring.notify import NotificationError
-
+def test_a_missing_topic_is_named_in_the_error(backend: SageMakerBackend) -> None:
     with pytest.raises(NotificationError, match="SKINLESION_SNS_TOPIC_ARN"):
-        send_notification("sagemaker", "s", "m", topic_arn="")
+        backend.notify("s", "m")
+
+
+def test_a_window_of_any_length_keeps_its_newest_hours_on_both_backends(
+    backend: SageMakerBackend, tmp_path: Any
+) -> None:
+    """A 40-day window used to lose every hour after the 745th on SageMaker (the listing stopped
+    counting from the window's start) while the local backend kept them: both must list the same
+    files, the newest hour included."""
+    end = START + timedelta(days=40)
+    hours = [
+        START - timedelta(hours=2),
+        START,
+        START + timedelta(days=20),
+        end - timedelta(hours=1),
+    ]
+    s3 = backend.clients.client("s3")
+    local_capture = tmp_path / "capture"
+    relative = []
+    for moment in hours:
+        key = f"skinlesion/AllTraffic/{moment:%Y/%m/%d/%H}/00-00-000-x.jsonl"
+        relative.append(key)
+        s3.put_object(Bucket=BUCKETS["capture_bucket"], Key=f"capture/{key}", Body=b"{}\n")
+        (local_capture / key).parent.mkdir(parents=True, exist_ok=True)
+        (local_capture / key).write_text("{}\n")
+    on_aws = backend.list_capture_files("skinlesion", CAPTURE, START, end)
+    local = LocalBackend(LocalSettings(root=tmp_path / "root"))
+    on_disk = local.list_capture_files("skinlesion", str(local_capture), START, end)
+    expected = relative[1:]  # the hour before the window is out, the newest hour is in
+    assert [u.removeprefix(f"{CAPTURE}/") for u in on_aws] == expected
+    assert [str(p).removeprefix(f"{local_capture}/") for p in on_disk] == expected

@@ -9,12 +9,14 @@ import sys
 BLOCKED = ("torch", "scipy", "PIL", "matplotlib", "sklearn")
 MODULES = (
     "skinlesion.monitoring.steps",
+    "skinlesion.steps",
+    "skinlesion.backends.local",
+    "skinlesion.backends.sagemaker",
     "skinlesion.monitoring.files",
     "skinlesion.monitoring.config",
-    "skinlesion.monitoring.notify",
+    "skinlesion.monitoring.alarm_text",
     "skinlesion.monitoring.retrain",
-    "skinlesion.monitoring.cloudwatch",
-    "skinlesion.monitoring.sagemaker",
+    "skinlesion.monitoring.cloudwatch_metrics",
     "components.monitor",
     "components.notify",
     "components.trigger_retraining",

@@ -1,8 +1,11 @@
 """The backend interface: what each pipeline stage asks of the place where jobs run.
 
 Two implementations: ``local`` (subprocesses, paths, a directory registry, a uvicorn endpoint)
-and ``sagemaker`` (processing and training jobs, the model registry, endpoints). Components call
-these through ``skinlesion.steps`` and never know which one they talk to.
+and ``sagemaker`` (processing and training jobs, the model registry, endpoints, SNS, CloudWatch).
+Every stage, monitoring included, goes through this interface: the step functions
+(``skinlesion.steps``, ``skinlesion.monitoring.steps``) build one backend by name and call it, and
+nothing above this layer branches on which one it is. The errors both raise alike are in
+``skinlesion.backends.errors``.
 """
 
 from __future__ import annotations
@@ -10,8 +13,11 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from skinlesion import storage
 from skinlesion.config import PreprocessConfig, TrainConfig
 
 
@@ -62,12 +68,65 @@ class EvaluateRequest:
 
 
 @dataclass(frozen=True)
+class BaselineRequest:
+    dataset_uri: str  # the preprocessed dataset
+    model_uri: str  # a model folder, model.tar.gz, or a folder holding it
+    output_uri: str  # the baseline folder
+    raw_uri: str = ""  # the ISIC folder of the original files (encoding features); optional
+    split: str = "val"
+    job_name: str = ""
+    run_id: str = ""
+    task_name: str = ""
+
+
+@dataclass(frozen=True)
+class MonitorRequest:
+    """One monitoring window of an endpoint's captured requests against a baseline."""
+
+    endpoint_name: str
+    output_uri: str  # the monitor's output folder
+    baseline_uri: str = ""  # empty: the backend finds the deployed model's baseline
+    model_uri: str = ""  # empty: the model the baseline records
+    capture_uri: str = ""  # empty: the endpoint's (or the account's) capture destination
+    labels_uri: str = ""  # ground truth keyed by eventId; empty: no quality check
+    dataset_uri: str = ""  # a preprocessed dataset to build a missing local baseline from
+    start: datetime | None = None  # the window [start, end); None: every captured request
+    end: datetime | None = None
+    checks: str = "drift"
+    job_name: str = ""
+    run_id: str = ""
+    task_name: str = ""
+
+
+class JobStatus(enum.StrEnum):
+    """The primary status of a job (SageMaker's values; the local backend uses the same)."""
+
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job will not change any more."""
+        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED)
+
+
+@dataclass(frozen=True)
 class JobResult:
-    """What a finished job reports back to its component."""
+    """What a finished job reports back to its step.
+
+    ``output_uri`` is the job's one output where the step can read it (the dataset folder,
+    ``model.tar.gz``, the evaluation, baseline or monitor folder); ``remote_output_uri`` is the
+    same output where the job platform reads it (an ``s3://`` URI on SageMaker, even when the step
+    was handed a local path; empty locally).
+    """
 
     job_name: str
-    status: str
-    outputs: dict[str, str] = field(default_factory=dict)  # name -> URI
+    status: JobStatus
+    output_uri: str
+    remote_output_uri: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -122,8 +181,20 @@ class Endpoint:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Notification:
+    """A notification as sent: where, and what."""
+
+    subject: str
+    message: str
+    channel: str  # "sns" or "log"
+    target: str  # the topic ARN or the local record file
+    message_id: str = ""
+    sent_at: str = ""
+
+
 class Backend(abc.ABC):
-    """Where the pipeline's jobs run and its models live."""
+    """Where the pipeline's jobs run, its models live, and its alarms and metrics go."""
 
     name: str
 
@@ -132,6 +203,20 @@ class Backend(abc.ABC):
         backends) its URI, so that SageMaker reads and writes S3 without copies."""
         return path
 
+    # --- storage: artifact URIs this backend hands out (paths locally, s3:// on SageMaker) ---
+    def s3_client(self) -> Any | None:
+        """The S3 client that ``s3://`` URIs are read with (None: this backend has none)."""
+        return None
+
+    def read_json(self, uri: str) -> Any:
+        """Parse the JSON document at ``uri``."""
+        return storage.read_json(uri, s3=self.s3_client())
+
+    def download(self, uri: str, destination: Path) -> Path:
+        """Copy the file or folder at ``uri`` to ``destination``."""
+        return storage.download(uri, destination, s3=self.s3_client())
+
+    # --- jobs ------------------------------------------------------------------------------
     @abc.abstractmethod
     def preprocess(self, request: PreprocessRequest) -> JobResult: ...
 
@@ -140,6 +225,33 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def evaluate(self, request: EvaluateRequest) -> JobResult: ...
+
+    @abc.abstractmethod
+    def baseline(self, request: BaselineRequest) -> JobResult:
+        """Describe the model's inputs and outputs on a dataset split (the monitoring baseline)."""
+
+    @abc.abstractmethod
+    def monitor(self, request: MonitorRequest) -> JobResult | None:
+        """Check one window of captured requests; None when the window holds no capture."""
+
+    @abc.abstractmethod
+    def list_capture_files(
+        self, endpoint_name: str, capture_uri: str, start: datetime | None, end: datetime | None
+    ) -> list[str]:
+        """The capture files of an endpoint's window (hour folders overlapping [start, end))."""
+
+    # --- alarms and metrics ----------------------------------------------------------------
+    @abc.abstractmethod
+    def notify(self, subject: str, message: str) -> Notification:
+        """Tell people (SNS on SageMaker; a log line and a record locally)."""
+
+    @abc.abstractmethod
+    def publish_metrics(self, metric_data: list[dict[str, Any]]) -> int:
+        """Publish CloudWatch-shaped metric data; return how many datums were sent."""
+
+    def retraining_record_dir(self) -> Path | None:
+        """Where retraining requests are also recorded (a backend without files: None)."""
+        return None
 
     @abc.abstractmethod
     def register(self, request: RegisterRequest) -> ModelVersion: ...
@@ -155,7 +267,12 @@ class Backend(abc.ABC):
     def deploy(self, request: DeployRequest) -> Endpoint: ...
 
     @abc.abstractmethod
-    def delete_endpoint(self, endpoint_name: str) -> None: ...
+    def describe_endpoint(self, endpoint_name: str) -> Endpoint:
+        """The endpoint's record; ``EndpointNotFoundError`` when there is none."""
+
+    @abc.abstractmethod
+    def delete_endpoint(self, endpoint_name: str) -> None:
+        """Stop and delete the endpoint; ``EndpointNotFoundError`` when there is none."""
 
 
 def decide_approval(

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, ml_root, write_failure
+from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, JobKind, run_job
 from skinlesion.data.store import SPLITS
 from skinlesion.logs import configure_logging
 
@@ -120,16 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the processing container; a failure exits 1 and leaves its reason."""
     args = get_args_parser().parse_args(argv)
     configure_logging()
-    try:
-        run_from_args(args)
-    except Exception as error:
-        log.exception("Building the baseline failed: %s", error)
-        try:
-            write_failure(ml_root() / "output" / "message", error)
-        except OSError as write_error:
-            log.debug("Could not write the exit message: %s", write_error)
-        return 1
-    return 0
+    return run_job(JobKind.PROCESSING, "Building the baseline", lambda: run_from_args(args))
 
 
 if __name__ == "__main__":

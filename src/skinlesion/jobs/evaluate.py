@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from skinlesion.config import PRECISIONS
-from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, ml_root, write_failure
+from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, JobKind, run_job
 from skinlesion.data.store import SPLITS, read_manifest, read_split
 from skinlesion.logs import configure_logging
 from skinlesion.metrics import (
@@ -335,22 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the processing container; a failure exits 1 and leaves its reason."""
     args = get_args_parser().parse_args(argv)
     configure_logging()
-    try:
-        run(
-            args.dataset,
-            args.model,
-            args.output,
-            split=args.split,
-            batch_size=args.batch_size,
-            roc_class=args.roc_class,
-            device=args.device,
-            precision=args.precision,
-        )
-    except Exception as error:
-        log.exception("Evaluation failed: %s", error)
-        _leave_exit_message(error)
-        return 1
-    return 0
+    return run_job(JobKind.PROCESSING, "Evaluation", lambda: _run_from_args(args))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -363,8 +348,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_evaluate_command)
 
 
-def _evaluate_command(args: argparse.Namespace) -> int:
-    metrics = run(
+def _run_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    return run(
         args.dataset,
         args.model,
         args.output,
@@ -374,21 +359,16 @@ def _evaluate_command(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
     )
+
+
+def _evaluate_command(args: argparse.Namespace) -> int:
+    metrics = _run_from_args(args)
     log.info(
         "Balanced accuracy %.4f; report: %s",
         metrics["balanced_accuracy"],
         args.output / REPORT_FILE,
     )
     return 0
-
-
-def _leave_exit_message(error: BaseException) -> None:
-    # SageMaker shows the first 1 KiB of /opt/ml/output/message as the processing job's
-    # ExitMessage; outside a container the folder may not be writable, which is fine.
-    try:
-        write_failure(ml_root() / "output" / "message", error)
-    except OSError as write_error:
-        log.debug("Could not write the exit message: %s", write_error)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, ml_root, write_failure
+from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, JobKind, run_job
 from skinlesion.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -122,13 +122,43 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def fetch_s3_inputs(args: argparse.Namespace, scratch: Path) -> None:
+    """Replace s3:// capture, labels and model arguments by local copies under ``scratch``.
+
+    On SageMaker the inputs arrive as local folders; someone running the job by hand may name
+    S3 prefixes. The client is built from the settings here, at the job's edge.
+    """
+    remote = {
+        name: str(getattr(args, name))
+        for name in ("capture", "labels", "model")
+        if str(getattr(args, name) or "").startswith("s3://")
+    }
+    if not remote:
+        return
+    from skinlesion import storage
+    from skinlesion.aws import client_factory_from_environment
+
+    s3 = client_factory_from_environment().client("s3")
+    for name, uri in remote.items():
+        log.info("Fetching %s from %s", name, uri)
+        setattr(args, name, storage.download(uri, scratch / name, s3=s3))
+
+
 def run_from_args(args: argparse.Namespace) -> dict[str, object]:
     """Run the monitor as ``args`` say; return monitoring_summary.json's content."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="skinlesion-monitor-inputs-") as scratch:
+        fetch_s3_inputs(args, Path(scratch))
+        return _run_local(args)
+
+
+def _run_local(args: argparse.Namespace) -> dict[str, object]:
     from skinlesion.monitoring.config import MonitorConfig
     from skinlesion.monitoring.monitor import run_monitor
 
     labels = str(args.labels or "")
-    if labels and not labels.startswith("s3://") and not Path(labels).exists():
+    if labels and not Path(labels).exists():
         log.info("No ground truth at %s: quality is not checked", labels)
         labels = ""
     config = None
@@ -158,16 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the processing container; a failure exits 1 and leaves its reason."""
     args = get_args_parser().parse_args(argv)
     configure_logging()
-    try:
-        run_from_args(args)
-    except Exception as error:
-        log.exception("Monitoring failed: %s", error)
-        try:
-            write_failure(ml_root() / "output" / "message", error)
-        except OSError as write_error:
-            log.debug("Could not write the exit message: %s", write_error)
-        return 1
-    return 0
+    return run_job(JobKind.PROCESSING, "Monitoring", lambda: run_from_args(args))
 
 
 if __name__ == "__main__":

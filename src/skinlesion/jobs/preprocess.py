@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from skinlesion.config import ConfigError, PreprocessConfig
-from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT
+from skinlesion.config import PreprocessConfig
+from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, JobKind, run_job
 from skinlesion.data.images import load_images
 from skinlesion.data.isic import DataValidationError, exclude_unreadable, read_isic, resolve_source
 from skinlesion.data.split import class_weights, split_records
@@ -220,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse arguments, run, and exit non-zero with a logged reason on failure."""
     args = get_args_parser().parse_args(argv)
     configure_logging(args.log_level)
-    try:
+
+    def body() -> None:
         config = PreprocessConfig(
             image_size=args.image_size,
             val_fraction=args.val_fraction,
@@ -230,10 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=args.workers,
         )
         run(args.input, args.output, config, args.labels, source_uri=args.source_uri)
-    except (DataValidationError, ConfigError, FileNotFoundError) as error:
-        log.error("Preprocessing failed: %s", error)
-        return 1
-    return 0
+
+    return run_job(JobKind.PROCESSING, "Preprocessing", body)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from skinlesion.config import TrainConfig
-from skinlesion.contract import TrainingEnvironment, write_failure
+from skinlesion.contract import JobKind, TrainingEnvironment, run_job
 from skinlesion.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -130,15 +130,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status (0 success, 1 failure)."""
     args = get_args_parser().parse_args(argv)
     configure_logging()
-    env = TrainingEnvironment.from_environment()
-    try:
-        summary = run(env, stop_after_epoch=args.stop_after_epoch)
-    except Exception as error:
-        log.exception("Training failed")
-        write_failure(env.failure_file, error)
-        return 1
-    log.info("Training summary: %s", json.dumps(summary))
-    return 0
+
+    def body() -> None:
+        summary = run(
+            TrainingEnvironment.from_environment(), stop_after_epoch=args.stop_after_epoch
+        )
+        log.info("Training summary: %s", json.dumps(summary))
+
+    return run_job(JobKind.TRAINING, "Training", body)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -97,20 +96,26 @@ def register(subparsers: Any) -> None:
     baseline.set_defaults(func=_baseline)
 
 
+def _local_backend(local_root: Path | None) -> Any:
+    from skinlesion.backends.local import LocalBackend, LocalSettings
+
+    if local_root is None:
+        return LocalBackend.from_environment()
+    return LocalBackend(LocalSettings(root=local_root.resolve()))
+
+
 def _run(args: argparse.Namespace) -> int:
-    from skinlesion.backends.local import ROOT_ENV
     from skinlesion.capture import DEFAULT_VARIANT
     from skinlesion.monitoring import steps
     from skinlesion.monitoring.files import REPORT_FILE
     from skinlesion.monitoring.monitor import run_monitor
 
-    if args.local_root is not None:
-        os.environ[ROOT_ENV] = str(args.local_root.resolve())
+    backend = _local_backend(args.local_root)
     capture = args.capture
     if not capture:
-        endpoint = steps.local_endpoint(args.endpoint)
-        capture = str(Path(endpoint.capture_uri) / args.endpoint / DEFAULT_VARIANT)
-    baseline = args.baseline or steps.local_baseline(args.endpoint, args.dataset)
+        served = backend.served_model(args.endpoint)
+        capture = str(Path(served.capture_uri) / args.endpoint / DEFAULT_VARIANT)
+    baseline = args.baseline or backend.endpoint_baseline(args.endpoint, args.dataset)
     start, end = steps.window_bounds(args.window_hours)
     result = run_monitor(
         Path(baseline),
@@ -129,22 +134,18 @@ def _run(args: argparse.Namespace) -> int:
         f"violations: {len(summary['violations'])} in {args.output / 'constraint_violations.json'}"
     )
     if result.alarm and args.notify:
-        from skinlesion.monitoring.notify import notification_text, send_notification
+        from skinlesion.monitoring.alarm_text import notification_text
 
         subject, message = notification_text(summary, endpoint_name=args.endpoint)
-        send_notification("local", subject, message)
+        backend.notify(subject, message)
     if result.alarm and args.retrain:
-        from skinlesion.monitoring.retrain import (
-            kubeflow_settings,
-            local_record_dir,
-            request_retraining,
-        )
+        from skinlesion.monitoring.retrain import kubeflow_settings, request_retraining
 
         made = request_retraining(
             reason=result.headline(),
             data_uri=args.data_uri,
             kubeflow=kubeflow_settings(args.kfp_host),
-            record_dir=local_record_dir(),
+            record_dir=backend.retraining_record_dir(),
         )
         print(f"retraining: {json.dumps(made.to_dict())}")
     return 1 if result.alarm and args.fail_on_alarm else 0

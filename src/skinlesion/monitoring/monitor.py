@@ -497,9 +497,10 @@ def run_monitor(
     with tempfile.TemporaryDirectory(prefix="skinlesion-monitor-") as scratch:
         local_model = Path(model_source)
         if model_source.startswith("s3://"):
-            from skinlesion import storage
-
-            local_model = storage.download(model_source, Path(scratch) / "download")
+            raise BaselineError(
+                f"The model {model_source} is in S3: pass a local model folder or model.tar.gz "
+                "(the monitor job fetches s3:// inputs before it starts)."
+            )
         model_dir = resolve_model_dir(local_model, Path(scratch) / "model")
         fingerprint = model_fingerprint(model_dir)
         if fingerprint != baseline.model_sha256:

@@ -1,4 +1,5 @@
-"""The SageMaker backend: each pipeline stage as a SageMaker job, registry call or endpoint."""
+"""The SageMaker backend: each pipeline stage as a SageMaker job, registry call, endpoint
+operation, SNS message or CloudWatch metric."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +15,35 @@ from skinlesion.aws import AwsClients
 from skinlesion.backends.base import (
     ApprovalStatus,
     Backend,
+    BaselineRequest,
     DeployRequest,
     Endpoint,
     EvaluateRequest,
     JobResult,
     ModelVersion,
+    MonitorRequest,
+    Notification,
     PreprocessRequest,
     RegisterRequest,
     TrainRequest,
 )
-from skinlesion.backends.sagemaker.deployment import EndpointDeployer
-from skinlesion.backends.sagemaker.errors import JobOutputMissingError
+from skinlesion.backends.errors import (
+    EndpointNotFoundError,
+    JobOutputMissingError,
+    MonitoringSetupError,
+)
+from skinlesion.backends.sagemaker.capture_windows import capture_prefix, manifest, window_objects
+from skinlesion.backends.sagemaker.deployment import EndpointDeployer, invocation_url
 from skinlesion.backends.sagemaker.job_requests import (
     JobContext,
+    baseline_job_request,
     evaluate_job_request,
+    monitor_job_request,
     preprocess_job_request,
     training_job_request,
 )
 from skinlesion.backends.sagemaker.naming import job_name
+from skinlesion.backends.sagemaker.notifications import publish_notification, put_metrics
 from skinlesion.backends.sagemaker.registry import METRICS_FILE, ModelRegistry
 from skinlesion.backends.sagemaker.runners import (
     JobRunner,
@@ -39,6 +52,7 @@ from skinlesion.backends.sagemaker.runners import (
     TrainingJobRunner,
 )
 from skinlesion.backends.sagemaker.s3 import S3DataPlane, S3Uri, is_s3_uri, join_uri
+from skinlesion.monitoring.files import STATISTICS_FILE as BASELINE_STATISTICS_FILE
 from skinlesion.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,6 +140,9 @@ class SageMakerBackend(Backend):
         """The artifact's s3:// URI when it has one (SageMaker reads and writes it directly)."""
         return uri if is_s3_uri(uri) else path
 
+    def s3_client(self) -> Any:
+        return self.clients.client("s3")
+
     def job_name_for(
         self, stage: str, explicit: str, run_id: str, task_name: str
     ) -> tuple[str, JobContext]:
@@ -142,34 +159,169 @@ class SageMakerBackend(Backend):
         return name, context
 
     # --- jobs -----------------------------------------------------------------------------
-    def preprocess(self, request: PreprocessRequest) -> JobResult:
-        """A processing job running ``skinlesion.jobs.preprocess``."""
+    def _run_processing(
+        self,
+        stage: str,
+        request: PreprocessRequest | EvaluateRequest | BaselineRequest | MonitorRequest,
+        requested_output: str,
+        output_name: str,
+        build: Callable[[str, JobContext, S3DataPlane, str], dict[str, Any]],
+    ) -> tuple[JobState, str]:
+        """The one life of every processing stage: name the job, stage its inputs, build and run
+        the request, deliver its output. Returns the final state and the output's S3 URI."""
         self.settings.require(*REQUIRED_FOR_JOBS)
         name, context = self.job_name_for(
-            "preprocess", request.job_name, request.run_id, request.task_name
+            stage, request.job_name, request.run_id, request.task_name
         )
         plane = self.data_plane
-        data_uri = plane.input_uri(request.data_uri, job_name=name, name="data")
-        output_uri = plane.output_uri(request.output_uri, job_name=name, name="dataset")
-        params = preprocess_job_request(
-            self.settings,
-            request,
-            job_name=name,
-            data_uri=data_uri,
-            output_uri=output_uri,
-            context=context,
-        )
-        state = self._runner(ProcessingJobRunner).run(params)
-        dataset = self._deliver(output_uri, request.output_uri)
-        manifest = self._read_json(join_uri(output_uri, MANIFEST_FILE))
+        output_uri = plane.output_uri(requested_output, job_name=name, name=output_name)
+        state = self._runner(ProcessingJobRunner).run(build(name, context, plane, output_uri))
+        return state, output_uri
+
+    def _processing_result(
+        self,
+        state: JobState,
+        output_uri: str,
+        requested_output: str,
+        metrics: Mapping[str, Any] | None = None,
+        **details: Any,
+    ) -> JobResult:
         return JobResult(
             job_name=state.name,
-            status=str(state.status),
-            outputs={"dataset": dataset},
-            details={
-                **self._job_details(state, "processing-jobs"),
-                "splits": manifest.get("splits", {}),
+            status=state.status,
+            output_uri=self._deliver(output_uri, requested_output),
+            remote_output_uri=output_uri,
+            metrics={
+                k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))
             },
+            details={**self._job_details(state, "processing-jobs"), **details},
+        )
+
+    def preprocess(self, request: PreprocessRequest) -> JobResult:
+        """A processing job running ``skinlesion.jobs.preprocess``."""
+
+        def build(
+            name: str, context: JobContext, plane: S3DataPlane, output: str
+        ) -> dict[str, Any]:
+            data_uri = plane.input_uri(request.data_uri, job_name=name, name="data")
+            return preprocess_job_request(
+                self.settings, request, job_name=name, data_uri=data_uri, output_uri=output,
+                context=context,
+            )  # fmt: skip
+
+        state, output = self._run_processing(
+            "preprocess", request, request.output_uri, "dataset", build
+        )
+        splits = self._read_json(join_uri(output, MANIFEST_FILE)).get("splits", {})
+        return self._processing_result(state, output, request.output_uri, splits=splits)
+
+    def evaluate(self, request: EvaluateRequest) -> JobResult:
+        """A processing job running ``skinlesion.jobs.evaluate``; returns metrics.json's numbers."""
+
+        def build(
+            name: str, context: JobContext, plane: S3DataPlane, output: str
+        ) -> dict[str, Any]:
+            return evaluate_job_request(
+                self.settings,
+                request,
+                job_name=name,
+                dataset_uri=plane.input_uri(request.dataset_uri, job_name=name, name="dataset"),
+                model_uri=plane.input_uri(request.model_uri, job_name=name, name="model"),
+                output_uri=output,
+                context=context,
+            )
+
+        state, output = self._run_processing(
+            "evaluate", request, request.output_uri, "evaluation", build
+        )
+        metrics = self._read_json(join_uri(output, METRICS_FILE))
+        return self._processing_result(state, output, request.output_uri, metrics)
+
+    def baseline(self, request: BaselineRequest) -> JobResult:
+        """A processing job running ``skinlesion.jobs.baseline``."""
+
+        def build(
+            name: str, context: JobContext, plane: S3DataPlane, output: str
+        ) -> dict[str, Any]:
+            raw = request.raw_uri
+            return baseline_job_request(
+                self.settings,
+                request,
+                job_name=name,
+                dataset_uri=plane.input_uri(request.dataset_uri, job_name=name, name="dataset"),
+                model_uri=plane.model_archive_uri(request.model_uri, staging_name=name),
+                output_uri=output,
+                raw_uri=plane.input_uri(raw, job_name=name, name="data") if raw else "",
+                context=context,
+            )
+
+        state, output = self._run_processing(
+            "baseline", request, request.output_uri, "baseline", build
+        )
+        return self._processing_result(state, output, request.output_uri)
+
+    def monitor(self, request: MonitorRequest) -> JobResult | None:
+        """A processing job running ``skinlesion.jobs.monitor`` over the window's capture files
+        (a ManifestFile input); None when the window holds none."""
+        if not request.baseline_uri:
+            raise MonitoringSetupError(
+                "No baseline_uri: with backend=sagemaker pass the S3 folder that the baseline job "
+                "wrote for the deployed model (pipelines.monitoring.baseline_uri in the params "
+                "file)."
+            )
+        capture_root = request.capture_uri or self.settings.default_capture_uri
+        if not capture_root:
+            raise MonitoringSetupError(
+                "No capture destination: pass capture_uri or set SKINLESION_CAPTURE_URI / the "
+                "Terraform output capture_bucket."
+            )
+        objects = self.list_capture_files(
+            request.endpoint_name, capture_root, request.start, request.end
+        )
+        if not objects:
+            log.warning(
+                "No capture files of %s under %s between %s and %s: nothing to monitor",
+                request.endpoint_name,
+                capture_root,
+                request.start,
+                request.end,
+            )
+            return None
+        model_uri = request.model_uri or str(
+            self._read_json(join_uri(request.baseline_uri, BASELINE_STATISTICS_FILE))["model"][
+                "uri"
+            ]
+        )
+
+        def build(
+            name: str, context: JobContext, plane: S3DataPlane, output: str
+        ) -> dict[str, Any]:
+            manifest_uri = S3Uri.parse(self.settings.staging_root).join(name, "capture.manifest")
+            plane.put_json(manifest_uri, manifest(objects))
+            labels = request.labels_uri
+            log.info("Monitoring %d capture files with processing job %s", len(objects), name)
+            return monitor_job_request(
+                self.settings,
+                request,
+                job_name=name,
+                baseline_uri=plane.input_uri(request.baseline_uri, job_name=name, name="baseline"),
+                model_uri=plane.model_archive_uri(model_uri, staging_name=name),
+                manifest_uri=str(manifest_uri),
+                output_uri=output,
+                labels_uri=plane.input_uri(labels, job_name=name, name="labels") if labels else "",
+                context=context,
+            )
+
+        state, output = self._run_processing(
+            "monitor", request, request.output_uri, "monitor", build
+        )
+        return self._processing_result(state, output, request.output_uri, files=len(objects))
+
+    def list_capture_files(
+        self, endpoint_name: str, capture_uri: str, start: datetime | None, end: datetime | None
+    ) -> list[str]:
+        return window_objects(
+            self.clients.client("s3"), capture_prefix(capture_uri, endpoint_name), start, end
         )
 
     def train(self, request: TrainRequest) -> JobResult:
@@ -222,40 +374,11 @@ class SageMakerBackend(Backend):
         )
         return JobResult(
             job_name=state.name,
-            status=str(state.status),
-            outputs={"model_data": model_data, "model_data_s3": archive},
+            status=state.status,
+            output_uri=model_data,
+            remote_output_uri=archive,
             metrics=metrics,
             details=details,
-        )
-
-    def evaluate(self, request: EvaluateRequest) -> JobResult:
-        """A processing job running ``skinlesion.jobs.evaluate``; returns metrics.json's numbers."""
-        self.settings.require(*REQUIRED_FOR_JOBS)
-        name, context = self.job_name_for(
-            "evaluate", request.job_name, request.run_id, request.task_name
-        )
-        plane = self.data_plane
-        dataset_uri = plane.input_uri(request.dataset_uri, job_name=name, name="dataset")
-        model_uri = plane.input_uri(request.model_uri, job_name=name, name="model")
-        output_uri = plane.output_uri(request.output_uri, job_name=name, name="evaluation")
-        params = evaluate_job_request(
-            self.settings,
-            request,
-            job_name=name,
-            dataset_uri=dataset_uri,
-            model_uri=model_uri,
-            output_uri=output_uri,
-            context=context,
-        )
-        state = self._runner(ProcessingJobRunner).run(params)
-        metrics = self._read_json(join_uri(output_uri, METRICS_FILE))
-        evaluation = self._deliver(output_uri, request.output_uri)
-        return JobResult(
-            job_name=state.name,
-            status=str(state.status),
-            outputs={"evaluation": evaluation},
-            metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
-            details=self._job_details(state, "processing-jobs"),
         )
 
     # --- registry -------------------------------------------------------------------------
@@ -272,14 +395,56 @@ class SageMakerBackend(Backend):
         """Approve or reject a version by hand."""
         return self.registry.set_approval_status(model_version_arn, status)
 
+    # --- alarms and metrics -----------------------------------------------------------------
+    def notify(self, subject: str, message: str) -> Notification:
+        """Publish to the settings' SNS topic."""
+        return publish_notification(
+            self.clients.client("sns"), self.settings.sns_topic_arn, subject, message
+        )
+
+    def publish_metrics(self, metric_data: list[dict[str, Any]]) -> int:
+        """PutMetricData into the settings' metrics namespace."""
+        return put_metrics(
+            self.clients.client("cloudwatch"), self.settings.metrics_namespace, metric_data
+        )
+
     # --- endpoints ------------------------------------------------------------------------
     def deploy(self, request: DeployRequest) -> Endpoint:
         """Deploy an Approved version: create or blue/green update, InService, autoscaling."""
         self.settings.require(*REQUIRED_FOR_DEPLOY)
         return self.deployer.deploy(request)
 
+    def describe_endpoint(self, endpoint_name: str) -> Endpoint:
+        """DescribeEndpoint as an ``Endpoint`` (the model version from the endpoint's tags)."""
+        description = self.deployer.describe_endpoint(endpoint_name)
+        if description is None:
+            raise EndpointNotFoundError(
+                f"No SageMaker endpoint named {endpoint_name!r} in {self.settings.region}."
+            )
+        tags = self.clients.client("sagemaker").list_tags(ResourceArn=description["EndpointArn"])
+        version = next(
+            (t["Value"] for t in tags.get("Tags", []) if t["Key"] == "skinlesion:model-package"),
+            "",
+        )
+        capture = description.get("DataCaptureConfig", {}).get("DestinationS3Uri", "")
+        return Endpoint(
+            name=endpoint_name,
+            url=invocation_url(self.settings.region, endpoint_name),
+            status=str(description["EndpointStatus"]),
+            model_version_arn=version,
+            capture_uri=capture,
+            details={
+                "endpoint_arn": description["EndpointArn"],
+                "endpoint_config": description["EndpointConfigName"],
+            },
+        )
+
     def delete_endpoint(self, endpoint_name: str) -> None:
         """Delete the endpoint, its autoscaling and its config."""
+        if self.deployer.describe_endpoint(endpoint_name) is None:
+            raise EndpointNotFoundError(
+                f"No SageMaker endpoint named {endpoint_name!r} in {self.settings.region}."
+            )
         self.deployer.delete(endpoint_name)
 
     # --- helpers --------------------------------------------------------------------------

@@ -1,8 +1,15 @@
-"""The exceptions of the SageMaker backend, each saying what went wrong and what is accepted."""
+"""The exceptions only the SageMaker backend raises (the shared ones: ``backends.errors``)."""
 
 from __future__ import annotations
 
 from botocore.exceptions import ClientError
+
+from skinlesion.backends.errors import (
+    BackendError,
+    JobFailedError,
+    JobOutputMissingError,
+    ModelNotApprovedError,
+)
 
 _NOT_FOUND_CODES = frozenset(
     {"ResourceNotFound", "ResourceNotFoundException", "NoSuchKey", "NotFound", "404"}
@@ -10,8 +17,8 @@ _NOT_FOUND_CODES = frozenset(
 _NOT_FOUND_WORDS = ("could not find", "does not exist", "not found", "cannot find")
 
 
-class SageMakerBackendError(RuntimeError):
-    """Base class of the errors below."""
+class SageMakerBackendError(BackendError):
+    """Base class of the errors below that only the SageMaker backend raises."""
 
 
 class RequestValidationError(SageMakerBackendError, ValueError):
@@ -22,22 +29,6 @@ class RequestValidationError(SageMakerBackendError, ValueError):
         self.problems = problems
         listed = "\n  - ".join(problems)
         super().__init__(f"{operation} request is invalid:\n  - {listed}")
-
-
-class JobFailedError(SageMakerBackendError):
-    """The job ended Failed; ``failure_reason`` is SageMaker's FailureReason, verbatim."""
-
-    def __init__(
-        self, kind: str, job_name: str, failure_reason: str, exit_message: str = ""
-    ) -> None:
-        self.kind = kind
-        self.job_name = job_name
-        self.failure_reason = failure_reason
-        self.exit_message = exit_message
-        message = f"SageMaker {kind} {job_name} failed: {failure_reason or '(no FailureReason)'}"
-        if exit_message:
-            message += f"\nExitMessage: {exit_message}"
-        super().__init__(message)
 
 
 class JobStoppedError(SageMakerBackendError):
@@ -78,14 +69,6 @@ class JobAttemptsExhaustedError(SageMakerBackendError):
     """Every attempt name of a step is taken by a failed or stopped job."""
 
 
-class JobOutputMissingError(SageMakerBackendError, FileNotFoundError):
-    """A job completed but the output that the next step needs is not where it should be."""
-
-
-class ModelNotApprovedError(SageMakerBackendError, ValueError):
-    """Deployment asked for a model package that is not Approved."""
-
-
 class DeploymentError(SageMakerBackendError):
     """The endpoint ended Failed, or a blue/green update was rolled back."""
 
@@ -108,3 +91,19 @@ def is_already_exists(error: ClientError) -> bool:
     return code == "ValidationException" and (
         "already exist" in message or "cannot create a duplicate" in message
     )
+
+
+__all__ = [
+    "DeploymentError",
+    "JobAttemptsExhaustedError",
+    "JobFailedError",
+    "JobInterruptedError",
+    "JobOutputMissingError",
+    "JobStoppedError",
+    "JobTimeoutError",
+    "ModelNotApprovedError",
+    "RequestValidationError",
+    "SageMakerBackendError",
+    "is_already_exists",
+    "is_not_found",
+]

@@ -1,4 +1,4 @@
-"""The request dicts of the three jobs, built from the settings and the step's S3 locations.
+"""The request dicts of the five jobs, built from the settings and the step's S3 locations.
 
 Pure functions: no clients, no environment. Every s3:// URI goes into the request unchanged (a
 channel, a ProcessingInput or an output path), and hyperparameters come from
@@ -11,7 +11,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from skinlesion.backends.base import EvaluateRequest, PreprocessRequest, TrainRequest
+from skinlesion.backends.base import (
+    BaselineRequest,
+    EvaluateRequest,
+    MonitorRequest,
+    PreprocessRequest,
+    TrainRequest,
+)
+from skinlesion.capture import format_inference_time
 from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT
 from skinlesion.settings import Settings
 from skinlesion.training import METRIC_DEFINITIONS
@@ -20,6 +27,8 @@ PYTHON = "python"
 PREPROCESS_MODULE = "skinlesion.jobs.preprocess"
 TRAIN_MODULE = "skinlesion.jobs.train"
 EVALUATE_MODULE = "skinlesion.jobs.evaluate"
+BASELINE_MODULE = "skinlesion.jobs.baseline"
+MONITOR_MODULE = "skinlesion.jobs.monitor"
 TRAIN_CHANNEL = "train"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 JOB_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "SKINLESION_LOG_LEVEL": "INFO"}
@@ -178,6 +187,86 @@ def evaluate_job_request(
         arguments=arguments,
         inputs=[processing_input("dataset", dataset_uri), processing_input("model", model_uri)],
         outputs=[processing_output("evaluation", output_uri)],
+        context=context,
+    )
+
+
+def baseline_job_request(
+    settings: Settings,
+    request: BaselineRequest,
+    *,
+    job_name: str,
+    dataset_uri: str,
+    model_uri: str,
+    output_uri: str,
+    raw_uri: str,
+    context: JobContext,
+) -> dict[str, Any]:
+    """The baseline job: dataset, model (and optionally the raw ISIC folder) in, baseline out."""
+    inputs = [processing_input("dataset", dataset_uri), processing_input("model", model_uri)]
+    arguments = [
+        "--dataset", f"{PROCESSING_INPUT}/dataset",
+        "--model", f"{PROCESSING_INPUT}/model",
+        "--output", f"{PROCESSING_OUTPUT}/baseline",
+        "--split", request.split,
+        "--model-uri", model_uri,
+    ]  # fmt: skip
+    if raw_uri:
+        inputs.append(processing_input("data", raw_uri))
+        arguments += ["--raw", f"{PROCESSING_INPUT}/data"]
+    return processing_job_request(
+        settings,
+        job_name=job_name,
+        module=BASELINE_MODULE,
+        arguments=arguments,
+        inputs=inputs,
+        outputs=[processing_output("baseline", output_uri)],
+        context=context,
+    )
+
+
+def monitor_job_request(
+    settings: Settings,
+    request: MonitorRequest,
+    *,
+    job_name: str,
+    baseline_uri: str,
+    model_uri: str,
+    manifest_uri: str,
+    output_uri: str,
+    labels_uri: str,
+    context: JobContext,
+) -> dict[str, Any]:
+    """The monitor job over one window: the window's capture files as a ManifestFile input, so
+    the job reads exactly the window from its local disk (and works with network isolation)."""
+    capture = processing_input("capture", manifest_uri)
+    capture["S3Input"]["S3DataType"] = "ManifestFile"
+    inputs = [
+        processing_input("baseline", baseline_uri),
+        processing_input("model", model_uri),
+        capture,
+    ]
+    arguments = [
+        "--baseline", f"{PROCESSING_INPUT}/baseline",
+        "--model", f"{PROCESSING_INPUT}/model",
+        "--capture", f"{PROCESSING_INPUT}/capture",
+        "--output", f"{PROCESSING_OUTPUT}/monitor",
+        "--checks", request.checks,
+    ]  # fmt: skip
+    if labels_uri:
+        inputs.append(processing_input("labels", labels_uri))
+        arguments += ["--labels", f"{PROCESSING_INPUT}/labels"]
+    if request.start is not None:
+        arguments += ["--start", format_inference_time(request.start)]
+    if request.end is not None:
+        arguments += ["--end", format_inference_time(request.end)]
+    return processing_job_request(
+        settings,
+        job_name=job_name,
+        module=MONITOR_MODULE,
+        arguments=arguments,
+        inputs=inputs,
+        outputs=[processing_output("monitor", output_uri)],
         context=context,
     )
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import enum
 import logging
 import signal
 import threading
@@ -20,13 +19,7 @@ from typing import Any, ClassVar
 
 from botocore.exceptions import ClientError
 
-from skinlesion.backends.sagemaker.cloudwatch import (
-    PROCESSING_LOG_GROUP,
-    TRAINING_LOG_GROUP,
-    LogSink,
-    LogStreamer,
-    log_line,
-)
+from skinlesion.backends.base import JobStatus
 from skinlesion.backends.sagemaker.errors import (
     JobAttemptsExhaustedError,
     JobFailedError,
@@ -35,25 +28,17 @@ from skinlesion.backends.sagemaker.errors import (
     JobTimeoutError,
     is_not_found,
 )
+from skinlesion.backends.sagemaker.log_streaming import (
+    PROCESSING_LOG_GROUP,
+    TRAINING_LOG_GROUP,
+    LogSink,
+    LogStreamer,
+    log_line,
+)
 from skinlesion.backends.sagemaker.naming import attempt_name
 from skinlesion.backends.sagemaker.validation import validate_request
 
 log = logging.getLogger(__name__)
-
-
-class JobStatus(enum.StrEnum):
-    """The primary status of a SageMaker processing or training job."""
-
-    IN_PROGRESS = "InProgress"
-    COMPLETED = "Completed"
-    FAILED = "Failed"
-    STOPPING = "Stopping"
-    STOPPED = "Stopped"
-
-    @property
-    def terminal(self) -> bool:
-        """True once the job will not change any more."""
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.STOPPED)
 
 
 @dataclass(frozen=True)
@@ -213,7 +198,9 @@ class JobRunner(abc.ABC):
 
     def _raise_for(self, state: JobState) -> JobState:
         if state.status is JobStatus.FAILED:
-            raise JobFailedError(self.kind, state.name, state.failure_reason, state.exit_message)
+            raise JobFailedError(
+                f"SageMaker {self.kind}", state.name, state.failure_reason, state.exit_message
+            )
         if state.status is JobStatus.STOPPED:
             raise JobStoppedError(self.kind, state.name, state.secondary_status)
         return state

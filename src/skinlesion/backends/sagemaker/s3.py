@@ -106,6 +106,15 @@ class S3DataPlane:
         log.info("Uploaded %d files from %s to %s", len(files), source, destination)
         return len(files)
 
+    def put_json(self, destination: S3Uri, value: Any) -> None:
+        """Write ``value`` as a JSON object at ``destination`` (KMS-encrypted when a key is set)."""
+        self.s3.put_object(
+            Bucket=destination.bucket,
+            Key=destination.key,
+            Body=json.dumps(value).encode(),
+            **self._extra_args(),
+        )
+
     def _extra_args(self) -> dict[str, str]:
         if not self.kms_key_id:
             return {}

@@ -1,9 +1,10 @@
-"""CloudWatch metrics of a monitoring run (PutMetricData), for dashboards and alarms.
+"""The CloudWatch metric data of a monitoring run, for dashboards and alarms (the backend sends
+them: PutMetricData on SageMaker, a record file locally).
 
 Names follow Model Monitor's where one exists (``feature_baseline_drift_<feature>`` holds the
-feature's drift distance, PSI here); the namespace is the project's own (Terraform's
-``metrics_namespace``, ``SkinLesion`` by default), the one the IAM policies allow PutMetricData
-in. Dimensions: ``Endpoint`` and ``MonitoringSchedule`` (the checks: drift, quality or all), so
+feature's drift distance, PSI here); the namespace is the settings' ``metrics_namespace``
+(Terraform's, ``SkinLesion`` by default), the one the IAM policies allow PutMetricData in.
+Dimensions: ``Endpoint`` and ``MonitoringSchedule`` (the checks: drift, quality or all), so
 an alarm can watch one endpoint's hourly drift separately from its 6-hourly quality.
 """
 
@@ -11,22 +12,11 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-NAMESPACE_ENV = "SKINLESION_METRICS_NAMESPACE"
-DEFAULT_NAMESPACE = "SkinLesion"
-MAX_DATUMS_PER_CALL = 1000  # PutMetricData's limit per request
-
-
-def metrics_namespace(env: Mapping[str, str] | None = None) -> str:
-    """``SKINLESION_METRICS_NAMESPACE`` or ``SkinLesion`` (read now, not at import)."""
-    env = os.environ if env is None else env
-    return env.get(NAMESPACE_ENV) or DEFAULT_NAMESPACE
 
 
 def metric_data(
@@ -73,13 +63,3 @@ def metric_data(
             }
         )
     return data
-
-
-def publish_metrics(cloudwatch: Any, namespace: str, data: list[dict[str, Any]]) -> int:
-    """PutMetricData in chunks; returns how many datums were sent."""
-    for start in range(0, len(data), MAX_DATUMS_PER_CALL):
-        cloudwatch.put_metric_data(
-            Namespace=namespace, MetricData=data[start : start + MAX_DATUMS_PER_CALL]
-        )
-    log.info("Published %d monitoring metrics to CloudWatch namespace %s", len(data), namespace)
-    return len(data)

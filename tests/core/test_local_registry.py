@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from skinlesion.backends.base import ApprovalStatus, ModelVersion, decide_approval
-from skinlesion.registry import LocalModelRegistry, RegistryError
+from skinlesion.backends.local.registry import LocalModelRegistry, RegistryError
 
 
 def _register(

@@ -1,0 +1,444 @@
+"""The local backend: jobs as subprocesses with SageMaker's layout, a folder registry, the serving
+app as the endpoint, and alarms and metrics recorded in files. ``make demo`` and the tests run the
+pipeline on it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from skinlesion import artifacts, storage
+from skinlesion.backends.base import (
+    ApprovalStatus,
+    Backend,
+    BaselineRequest,
+    DeployRequest,
+    Endpoint,
+    EvaluateRequest,
+    JobResult,
+    JobStatus,
+    ModelVersion,
+    MonitorRequest,
+    Notification,
+    PreprocessRequest,
+    RegisterRequest,
+    TrainRequest,
+    decide_approval,
+)
+from skinlesion.backends.errors import (
+    EndpointNotFoundError,
+    JobOutputMissingError,
+    ModelNotApprovedError,
+    MonitoringSetupError,
+)
+from skinlesion.backends.local.jobs import LocalJobRunner, job_name
+from skinlesion.backends.local.processes import free_port, stop_pid, wait_healthy
+from skinlesion.backends.local.registry import LocalModelRegistry
+from skinlesion.capture import DEFAULT_VARIANT, format_inference_time, hour_folder_in_window
+from skinlesion.contract import JobKind
+from skinlesion.monitoring.files import STATISTICS_FILE
+
+log = logging.getLogger(__name__)
+
+ROOT_ENV = "SKINLESION_LOCAL_ROOT"
+DEFAULT_ROOT = ".skinlesion"
+CAPTURE_DIR = "data-capture"  # an endpoint's capture folder, inside its endpoint folder
+NOTIFICATIONS_FILE = "notifications.jsonl"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    root: Path
+    python: str = sys.executable
+    endpoint_host: str = "127.0.0.1"
+    endpoint_start_timeout: float = 120.0
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> LocalSettings:
+        env = os.environ if env is None else env
+        return cls(root=Path(env.get(ROOT_ENV, DEFAULT_ROOT)).resolve())
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """What the monitor needs of a local endpoint: its model, its capture root, its version."""
+
+    model_dir: Path
+    capture_uri: str  # the capture root (the writer adds <endpoint>/<variant>)
+    model_version_arn: str  # empty when the endpoint was stopped (its record is gone)
+
+
+class LocalBackend(Backend):
+    """Runs every stage on this machine."""
+
+    name = "local"
+
+    def __init__(self, settings: LocalSettings) -> None:
+        self.settings = settings
+        self.registry = LocalModelRegistry(settings.root / "registry")
+        self.jobs = LocalJobRunner(settings.root / "jobs", settings.python)
+
+    @classmethod
+    def from_environment(cls) -> LocalBackend:
+        return cls(LocalSettings.from_environment())
+
+    # -- jobs -------------------------------------------------------------------------------
+    def preprocess(self, request: PreprocessRequest) -> JobResult:
+        config = request.config
+        output = storage.local_path(request.output_uri)
+        args = [
+            "--input", str(storage.local_path(request.data_uri)), "--output", str(output),
+            "--image-size", str(config.image_size),
+            "--val-fraction", str(config.val_fraction),
+            "--test-fraction", str(config.test_fraction),
+            "--seed", str(config.seed),
+            "--max-invalid-fraction", str(config.max_invalid_fraction),
+            "--workers", str(config.workers),
+        ]  # fmt: skip
+        if request.labels:
+            args += ["--labels", request.labels]
+        job = self._processing("preprocess", request.job_name, "skinlesion.jobs.preprocess", args)
+        manifest = json.loads((output / "manifest.json").read_text())
+        return JobResult(
+            job.name,
+            JobStatus.COMPLETED,
+            str(output),
+            details={"splits": manifest.get("splits", {})},
+        )
+
+    def train(self, request: TrainRequest) -> JobResult:
+        checkpoints = storage.local_path(request.checkpoint_uri) if request.checkpoint_uri else None
+        job = self.jobs.run(
+            JobKind.TRAINING,
+            job_name("train", request.job_name),
+            "skinlesion.jobs.train",
+            hyperparameters=request.config.to_hyperparameters(),
+            channels={"train": storage.local_path(request.dataset_uri)},
+            checkpoint_dir=checkpoints,
+        )
+        # SageMaker tars SM_MODEL_DIR into model.tar.gz; do the same with the same code path.
+        archive = artifacts.pack_model(
+            job.model_dir, storage.local_path(request.model_uri) / artifacts.MODEL_ARCHIVE
+        )
+        spec = artifacts.ModelSpec.read(job.model_dir)
+        return JobResult(
+            job.name,
+            JobStatus.COMPLETED,
+            str(archive),
+            metrics=dict(spec.metrics),
+            details={"output_data": str(job.output_data_dir)},
+        )
+
+    def evaluate(self, request: EvaluateRequest) -> JobResult:
+        output = storage.local_path(request.output_uri)
+        args = [
+            "--dataset", str(storage.local_path(request.dataset_uri)),
+            "--model", str(storage.local_path(request.model_uri)),
+            "--output", str(output),
+        ]  # fmt: skip
+        job = self._processing("evaluate", request.job_name, "skinlesion.jobs.evaluate", args)
+        metrics = json.loads((output / "metrics.json").read_text())
+        return JobResult(
+            job.name,
+            JobStatus.COMPLETED,
+            str(output),
+            metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+        )
+
+    def baseline(self, request: BaselineRequest) -> JobResult:
+        output = storage.local_path(request.output_uri)
+        args = [
+            "--dataset", str(storage.local_path(request.dataset_uri)),
+            "--model", str(storage.local_path(request.model_uri)),
+            "--output", str(output),
+            "--split", request.split,
+        ]  # fmt: skip
+        if request.raw_uri and not storage.is_s3(request.raw_uri):
+            args += ["--raw", str(storage.local_path(request.raw_uri))]
+        job = self._processing("baseline", request.job_name, "skinlesion.jobs.baseline", args)
+        return JobResult(job.name, JobStatus.COMPLETED, str(output))
+
+    def monitor(self, request: MonitorRequest) -> JobResult | None:
+        served: ServedModel | None = None
+        capture_root = request.capture_uri
+        if not capture_root:
+            served = self.served_model(request.endpoint_name)
+            capture_root = served.capture_uri
+        files = self.list_capture_files(
+            request.endpoint_name, capture_root, request.start, request.end
+        )
+        if not files:
+            log.warning(
+                "No capture files of %s under %s between %s and %s: nothing to monitor",
+                request.endpoint_name,
+                capture_root,
+                request.start,
+                request.end,
+            )
+            return None
+        baseline = request.baseline_uri or self.endpoint_baseline(
+            request.endpoint_name, request.dataset_uri
+        )
+        output = storage.local_path(request.output_uri)
+        args = [
+            "--baseline", str(storage.local_path(baseline)),
+            "--capture", str(self._capture_folder(capture_root, request.endpoint_name)),
+            "--output", str(output),
+            "--checks", request.checks,
+            "--labels", request.labels_uri,
+        ]  # fmt: skip
+        if request.model_uri:
+            args += ["--model", request.model_uri]
+        if request.start is not None and request.end is not None:
+            args += [
+                "--start", format_inference_time(request.start),
+                "--end", format_inference_time(request.end),
+            ]  # fmt: skip
+        job = self._processing("monitor", request.job_name, "skinlesion.jobs.monitor", args)
+        return JobResult(job.name, JobStatus.COMPLETED, str(output), details={"files": len(files)})
+
+    def list_capture_files(
+        self, endpoint_name: str, capture_uri: str, start: datetime | None, end: datetime | None
+    ) -> list[str]:
+        folder = self._capture_folder(capture_uri, endpoint_name)
+        if not folder.is_dir():
+            return []
+        return sorted(
+            str(path)
+            for path in folder.rglob("*.jsonl")
+            if hour_folder_in_window(path.relative_to(folder).as_posix(), start, end)
+        )
+
+    @staticmethod
+    def _capture_folder(capture_uri: str, endpoint_name: str) -> Path:
+        return storage.local_path(capture_uri) / endpoint_name / DEFAULT_VARIANT
+
+    def _processing(self, stage: str, given: str, module: str, args: list[str]) -> Any:
+        return self.jobs.run(JobKind.PROCESSING, job_name(stage, given), module, args)
+
+    # -- what the monitor needs of an endpoint ----------------------------------------------
+    def served_model(self, endpoint_name: str) -> ServedModel:
+        """The model folder, capture root and version of a local endpoint.
+
+        A stopped endpoint has no record any more; its newest model slot and its capture folder
+        are still there and are used (without the version, so a baseline then needs the dataset).
+        """
+        folder = self._endpoint_dir(endpoint_name)
+        record = self._read_endpoint(endpoint_name)
+        if record is None:
+            slots = sorted(folder.glob("v*/model"), key=lambda p: p.stat().st_mtime)
+            if not slots:
+                raise MonitoringSetupError(
+                    f"No local endpoint named {endpoint_name!r} under {self.settings.root}: deploy "
+                    "one (make demo), or pass the baseline, the model and the capture folder."
+                )
+            return ServedModel(slots[-1], str(folder / CAPTURE_DIR), "")
+        return ServedModel(
+            Path(record.details["model_dir"]),
+            record.capture_uri or str(folder / CAPTURE_DIR),
+            record.model_version_arn,
+        )
+
+    def endpoint_baseline(self, endpoint_name: str, dataset_uri: str = "") -> str:
+        """The baseline of the model the local endpoint serves, built once and kept beside it.
+
+        Kept as ``<endpoint folder>/baseline-<weights sha256[:12]>``: a redeployed model gets its
+        own baseline, the same model reuses its.
+        """
+        from skinlesion.monitoring.baseline import model_fingerprint
+
+        served = self.served_model(endpoint_name)
+        folder = served.model_dir.parent.parent / (
+            f"baseline-{model_fingerprint(served.model_dir)[:12]}"
+        )
+        if (folder / STATISTICS_FILE).exists():
+            return str(folder)
+        dataset = dataset_uri or self._dataset_of(served.model_version_arn)
+        log.info("Building the baseline of %s on %s into %s", served.model_dir, dataset, folder)
+        self.baseline(
+            BaselineRequest(
+                dataset_uri=dataset, model_uri=str(served.model_dir), output_uri=str(folder)
+            )
+        )
+        return str(folder)
+
+    def _dataset_of(self, model_version_arn: str) -> str:
+        """The preprocessed dataset a model version was evaluated on (from its registry record)."""
+        if not model_version_arn:
+            raise MonitoringSetupError(
+                "The endpoint's model version is unknown (the endpoint was stopped): pass "
+                "dataset_uri (the preprocessed dataset, e.g. --dataset) or a baseline."
+            )
+        version = self.registry.get(model_version_arn)
+        evaluation = Path(version.metadata.get("evaluation_uri", "")) / "evaluation.json"
+        if not evaluation.exists():
+            raise MonitoringSetupError(
+                f"Model version {model_version_arn} records no evaluation ({evaluation}): pass "
+                "dataset_uri (the preprocessed dataset) or baseline_uri."
+            )
+        return str(json.loads(evaluation.read_text())["dataset"])
+
+    # -- alarms and metrics -----------------------------------------------------------------
+    @property
+    def monitoring_dir(self) -> Path:
+        return self.settings.root / "monitoring"
+
+    def retraining_record_dir(self) -> Path:
+        return self.monitoring_dir
+
+    def notify(self, subject: str, message: str) -> Notification:
+        """Log the alarm at WARNING and append it to ``<root>/monitoring/notifications.jsonl``."""
+        record = self.monitoring_dir / NOTIFICATIONS_FILE
+        sent_at = datetime.now(UTC).isoformat(timespec="seconds")
+        notification = Notification(subject, message, "log", str(record), "", sent_at)
+        _append_json_line(record, asdict(notification))
+        log.warning("MONITORING ALARM %s", subject)
+        return notification
+
+    def publish_metrics(self, metric_data: list[dict[str, Any]]) -> int:
+        """Append the datums to ``<root>/monitoring/metrics.jsonl`` (CloudWatch's shape)."""
+        record = self.monitoring_dir / METRICS_FILE
+        for datum in metric_data:
+            _append_json_line(record, datum)
+        log.info("Recorded %d monitoring metrics in %s", len(metric_data), record)
+        return len(metric_data)
+
+    # -- registry ---------------------------------------------------------------------------
+    def register(self, request: RegisterRequest) -> ModelVersion:
+        approved = [
+            v
+            for v in self.registry.list_versions(request.model_group)
+            if v.approval_status is ApprovalStatus.APPROVED
+        ]
+        status = decide_approval(
+            request.metrics,
+            approved,
+            gate_passed=request.gate_passed,
+            margin=request.approval_margin,
+        )
+        model_dir = storage.local_path(request.model_uri)
+        archive = model_dir if model_dir.is_file() else model_dir / artifacts.MODEL_ARCHIVE
+        if not archive.exists():
+            raise JobOutputMissingError(f"No {artifacts.MODEL_ARCHIVE} at {request.model_uri}.")
+        metadata = {
+            "git_commit": request.git_commit,
+            "run_id": request.run_id,
+            "data_uri": request.data_uri,
+            "architecture": request.architecture,
+            "evaluation_uri": request.evaluation_uri,
+        }
+        return self.registry.create_version(
+            request.model_group,
+            model_data_uri=str(archive.resolve()),
+            metrics=request.metrics,
+            metadata=metadata,
+            approval_status=status,
+        )
+
+    def list_versions(self, model_group: str) -> list[ModelVersion]:
+        return self.registry.list_versions(model_group)
+
+    def set_approval_status(self, model_version_arn: str, status: ApprovalStatus) -> ModelVersion:
+        return self.registry.update_status(model_version_arn, status)
+
+    # -- endpoint ---------------------------------------------------------------------------
+    def _endpoint_dir(self, name: str) -> Path:
+        return self.settings.root / "endpoints" / name
+
+    def deploy(self, request: DeployRequest) -> Endpoint:
+        """Start the serving app for an Approved version; replace a running one blue/green."""
+        version = self.registry.get(request.model_version_arn)
+        if version.approval_status is not ApprovalStatus.APPROVED:
+            raise ModelNotApprovedError(
+                f"Model version {version.arn} is {version.approval_status.value}; only Approved "
+                "versions are deployed. Approve it first (skinlesion registry approve ...)."
+            )
+        folder = self._endpoint_dir(request.endpoint_name)
+        previous = self._read_endpoint(request.endpoint_name)
+        slot = folder / f"v{version.version}-{int(time.time())}"
+        model_dir = artifacts.unpack_model(Path(version.model_data_uri), slot / "model")
+        capture = request.capture_uri or str(folder / CAPTURE_DIR)
+        port = free_port(self.settings.endpoint_host)
+        log_file = (slot / "server.log").open("ab")
+        command = [
+            self.settings.python, "-m", "skinlesion.cli", "serve",
+            "--model-dir", str(model_dir),
+            "--host", self.settings.endpoint_host, "--port", str(port),
+            "--capture-dir", storage.local_path(capture).as_posix(),
+            "--capture-percentage", str(request.capture_percentage),
+            "--endpoint-name", request.endpoint_name,
+        ]  # fmt: skip
+        # A session of its own and no inherited pipes: the endpoint outlives this step.
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "SKINLESION_MODEL_VERSION": f"{version.group}/{version.version}"},
+        )
+        url = f"http://{self.settings.endpoint_host}:{port}"
+        try:
+            wait_healthy(url, process, self.settings.endpoint_start_timeout, slot / "server.log")
+        except Exception:
+            stop_pid(process.pid)
+            raise
+        endpoint = Endpoint(
+            name=request.endpoint_name,
+            url=url,
+            status="InService",
+            model_version_arn=version.arn,
+            capture_uri=capture,
+            details={
+                "pid": process.pid,
+                "log": str(slot / "server.log"),
+                "model_dir": str(model_dir),
+            },
+        )
+        (folder / "endpoint.json").write_text(json.dumps(asdict(endpoint), indent=2))
+        if previous is not None:  # blue/green: the old one goes only once the new one is healthy
+            stop_pid(int(previous.details.get("pid", 0)))
+        log.info("endpoint %s in service at %s (model %s)", request.endpoint_name, url, version.arn)
+        return endpoint
+
+    def _read_endpoint(self, name: str) -> Endpoint | None:
+        path = self._endpoint_dir(name) / "endpoint.json"
+        if not path.exists():
+            return None
+        return Endpoint(**json.loads(path.read_text()))
+
+    def list_endpoints(self) -> list[Endpoint]:
+        """Every endpoint with a record under this root."""
+        folder = self.settings.root / "endpoints"
+        names = sorted(p.parent.name for p in folder.glob("*/endpoint.json"))
+        return [e for e in (self._read_endpoint(n) for n in names) if e is not None]
+
+    def describe_endpoint(self, endpoint_name: str) -> Endpoint:
+        endpoint = self._read_endpoint(endpoint_name)
+        if endpoint is None:
+            raise EndpointNotFoundError(
+                f"No local endpoint named {endpoint_name!r} under {self.settings.root}."
+            )
+        return endpoint
+
+    def delete_endpoint(self, endpoint_name: str) -> None:
+        endpoint = self.describe_endpoint(endpoint_name)
+        stop_pid(int(endpoint.details.get("pid", 0)))
+        (self._endpoint_dir(endpoint_name) / "endpoint.json").unlink(missing_ok=True)
+        log.info("endpoint %s stopped", endpoint_name)
+
+
+def _append_json_line(path: Path, record: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, default=str) + "\n")
