@@ -7,6 +7,8 @@ Conventions (the ISIC 2019 challenge's, so that our number is the leaderboard's 
   and accuracy (the reference scorer calls it "undecided"); the confusion matrix files it under
   the first of the tied classes, so that every row appears in it once.
 - Balanced accuracy is the mean per-class recall over the classes present in ``y_true``.
+  This module is the one implementation: the training loop (from a confusion matrix) and the
+  monitor (from labelled traffic) call the same ``recall_from_counts`` and ``mean_recall``.
 - Sensitivity and specificity are one-vs-rest on the predicted class (not on a 0.5 threshold):
   the mean sensitivity over present classes is the balanced accuracy.
 - AUC is one-vs-rest on each class's probability; it is undefined (NaN, ``null`` in JSON) for a
@@ -96,18 +98,18 @@ class EvaluationResult:
     def flat_metrics(self) -> dict[str, float | int | None]:
         """Scalar metrics by name (``sensitivity_MEL``...); undefined values are None."""
         flat: dict[str, float | int | None] = {
-            "balanced_accuracy": _finite_or_none(self.balanced_accuracy),
-            "macro_auc": _finite_or_none(self.macro_auc),
-            "ece": _finite_or_none(self.ece),
-            "accuracy": _finite_or_none(self.accuracy),
+            "balanced_accuracy": finite_or_none(self.balanced_accuracy),
+            "macro_auc": finite_or_none(self.macro_auc),
+            "ece": finite_or_none(self.ece),
+            "accuracy": finite_or_none(self.accuracy),
             "n_samples": self.n_samples,
             "n_tied_predictions": self.n_tied_predictions,
         }
         for item in self.per_class:
-            flat[f"sensitivity_{item.name}"] = _finite_or_none(item.sensitivity)
-            flat[f"specificity_{item.name}"] = _finite_or_none(item.specificity)
-            flat[f"precision_{item.name}"] = _finite_or_none(item.precision)
-            flat[f"auc_{item.name}"] = _finite_or_none(item.auc)
+            flat[f"sensitivity_{item.name}"] = finite_or_none(item.sensitivity)
+            flat[f"specificity_{item.name}"] = finite_or_none(item.specificity)
+            flat[f"precision_{item.name}"] = finite_or_none(item.precision)
+            flat[f"auc_{item.name}"] = finite_or_none(item.auc)
             flat[f"support_{item.name}"] = item.support
         return flat
 
@@ -116,7 +118,8 @@ class EvaluationResult:
         return _json_safe(asdict(self))
 
 
-def _finite_or_none(value: float) -> float | None:
+def finite_or_none(value: float) -> float | None:
+    """``value`` as a float, or None where it is NaN or infinite (JSON has no NaN)."""
     return float(value) if math.isfinite(value) else None
 
 
@@ -126,7 +129,7 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     if isinstance(value, float | np.floating):
-        return _finite_or_none(float(value))
+        return finite_or_none(float(value))
     if isinstance(value, np.integer):
         return int(value)
     return value
@@ -193,22 +196,64 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return counts.reshape(n_classes, n_classes)
 
 
+def recall_counts(
+    y_true: np.ndarray, correct: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(hits, support)`` per class, int64: rows of each true class, and how many are correct."""
+    labels = np.asarray(y_true, dtype=np.int64)
+    support = np.bincount(labels, minlength=n_classes)
+    hits = np.bincount(labels[np.asarray(correct, dtype=bool)], minlength=n_classes)
+    return hits.astype(np.int64), support.astype(np.int64)
+
+
+def recall_from_counts(hits: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Recall ``hits / support`` of each class, float64; NaN for a class with no true rows."""
+    hit_counts = np.asarray(hits, dtype=np.float64)
+    support_counts = np.asarray(support, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall: np.ndarray = np.where(support_counts > 0, hit_counts / support_counts, np.nan)
+    return recall
+
+
+def mean_recall(recall: np.ndarray) -> float:
+    """Balanced accuracy from per-class recall: the mean over the present (non-NaN) classes.
+
+    NaN when no class is present.
+    """
+    values = np.asarray(recall, dtype=np.float64)
+    present = ~np.isnan(values)
+    return float(values[present].mean()) if present.any() else math.nan
+
+
 def per_class_recall(y_true: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
     """Recall of each class (NaN for a class absent from ``y_true``); tied rows count as misses."""
     labels = np.asarray(y_true, dtype=np.int64)
     probs = np.asarray(probabilities)
-    n_classes = probs.shape[1]
     correct = (probs.argmax(axis=1) == labels) & ~tied_top_predictions(probs)
-    support = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    hits = np.bincount(labels, weights=correct.astype(np.float64), minlength=n_classes)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall: np.ndarray = np.where(support > 0, hits / support, np.nan)
-    return recall
+    return recall_from_counts(*recall_counts(labels, correct, probs.shape[1]))
 
 
 def balanced_accuracy(y_true: np.ndarray, probabilities: np.ndarray) -> float:
     """Mean per-class recall over the classes present in ``y_true`` (ISIC 2019's main metric)."""
-    return float(np.nanmean(per_class_recall(y_true, probabilities)))
+    return mean_recall(per_class_recall(y_true, probabilities))
+
+
+def recall_from_confusion(confusion: np.ndarray) -> np.ndarray:
+    """Recall of each class from a (C, C) confusion matrix (rows: true class); NaN if absent."""
+    matrix = np.asarray(confusion)
+    return recall_from_counts(np.diag(matrix), matrix.sum(axis=1))
+
+
+def balanced_accuracy_from_confusion(confusion: np.ndarray) -> float:
+    """Balanced accuracy from a (C, C) confusion matrix (rows: true class).
+
+    An empty matrix gives 0.0, not NaN: the training loop logs it beside the loss and accuracy
+    of an empty validation pass (also 0), and its log line's regex and JSON need a number.
+    """
+    matrix = np.asarray(confusion)
+    if matrix.sum() == 0:
+        return 0.0
+    return mean_recall(recall_from_confusion(matrix))
 
 
 def one_vs_rest_auc(y_true: np.ndarray, scores: np.ndarray, positive: int) -> float:
@@ -324,7 +369,7 @@ def evaluate_predictions(
         classes=tuple(classes),
         n_samples=n,
         accuracy=float(((predicted == labels) & ~tied).mean()),
-        balanced_accuracy=float(np.nanmean(recall)),
+        balanced_accuracy=mean_recall(recall),
         macro_auc=float(np.mean(aucs)) if aucs else math.nan,
         ece=_ece_from_bins(bins),
         per_class=tuple(per_class),

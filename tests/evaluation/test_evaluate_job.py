@@ -152,12 +152,37 @@ def test_report_is_written_with_thumbnails(job_output: Path) -> None:
     assert text.count("data:image/png;base64,") >= 3
 
 
+def _gradcam_section(report: str) -> str:
+    return report[report.index('<section id="gradcam">') : report.index('<section id="model">')]
+
+
+def test_report_explains_the_most_confident_mistakes_with_gradcam(job_output: Path) -> None:
+    rows = read_predictions(job_output / "predictions.csv")
+    wrong = [row for row in rows if row["true_label"] != row["predicted_label"]]
+    assert wrong  # the fitted model is good, not perfect: a few test images are mistaken
+    section = _gradcam_section((job_output / "report.html").read_text(encoding="utf-8"))
+
+    expected = min(evaluate.GRADCAM_EXAMPLES, len(wrong))
+    assert section.count('<figure class="gradcam">') == expected
+    assert section.count("data:image/png;base64,") == 2 * expected
+    # The most confident mistake comes first, with its classes and probability.
+    top = max(wrong, key=lambda row: float(row[row["predicted_label"]]))
+    first = section[section.index('<figure class="gradcam">') :].split("</figure>")[0]
+    assert f"Grad-CAM of {top['predicted_label']} on {top['image']}" in first
+    assert f"true <b>{top['true_label']}</b>" in first
+    assert f"({float(top[top['predicted_label']]):.0%})" in first
+
+
 def test_run_accepts_an_unpacked_model_and_returns_metrics_json(
     preprocessed_dataset: Path, fitted_model_dir: Path, job_output: Path, tmp_path: Path
 ) -> None:
-    metrics = evaluate.run(preprocessed_dataset, fitted_model_dir, tmp_path / "out", batch_size=8)
+    metrics = evaluate.run(
+        preprocessed_dataset, fitted_model_dir, tmp_path / "out", batch_size=8, gradcam_examples=1
+    )
 
     assert metrics == json.loads((tmp_path / "out" / "metrics.json").read_text())
+    report = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert _gradcam_section(report).count('<figure class="gradcam">') == 1
     reference = json.loads((job_output / "metrics.json").read_text())
     assert metrics["balanced_accuracy"] == reference["balanced_accuracy"]
     assert metrics["n_test"] == reference["n_test"]
@@ -200,6 +225,8 @@ def test_run_rejects_bad_arguments(
         evaluate.run(preprocessed_dataset, fitted_model_dir, tmp_path, split="holdout")
     with pytest.raises(ValueError, match="batch_size"):
         evaluate.run(preprocessed_dataset, fitted_model_dir, tmp_path, batch_size=0)
+    with pytest.raises(ValueError, match="Invalid gradcam_examples -1"):
+        evaluate.run(preprocessed_dataset, fitted_model_dir, tmp_path, gradcam_examples=-1)
     with pytest.raises(ValueError, match="Invalid roc_class 'melanoma'"):
         evaluate.run(preprocessed_dataset, fitted_model_dir, tmp_path, roc_class="melanoma")
     with pytest.raises(FileNotFoundError, match="holds no model"):

@@ -14,14 +14,17 @@ from skinlesion.labels import CLASSES
 from skinlesion.metrics import (
     ScorerMismatchError,
     balanced_accuracy,
+    balanced_accuracy_from_confusion,
     check_against_reference,
     confusion_matrix,
     evaluate_predictions,
     expected_calibration_error,
     isic_balanced_accuracy,
+    recall_from_confusion,
     reliability_bins,
     tied_top_predictions,
 )
+from skinlesion.monitoring.quality import quality_metrics
 
 ABC = ("A", "B", "C")
 
@@ -49,6 +52,34 @@ def test_balanced_accuracy_matches_isic_scorer_on_random_inputs(seed: int) -> No
 
     assert ours == pytest.approx(reference, abs=1e-12)
     assert balanced_accuracy(labels, probabilities) == pytest.approx(reference, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_training_and_monitoring_compute_the_reference_balanced_accuracy(seed: int) -> None:
+    # The training loop scores a confusion matrix, the monitor labelled traffic with unlabelled
+    # rows (-1) mixed in: both must give the reference scorer's number on untied predictions.
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(30, 400))
+    labels = rng.choice(len(CLASSES), size=n, p=rng.dirichlet(np.full(len(CLASSES), 0.5)))
+    probabilities = softmax_predictions(rng, labels, len(CLASSES), signal=rng.uniform(0, 3))
+    assert not tied_top_predictions(probabilities).any()
+    predicted = probabilities.argmax(axis=1)
+    reference = isic_balanced_accuracy(labels, probabilities, CLASSES)
+    result = evaluate_predictions(labels, probabilities, CLASSES)
+
+    matrix = confusion_matrix(labels, predicted, len(CLASSES))
+    assert balanced_accuracy_from_confusion(matrix) == pytest.approx(reference, abs=1e-12)
+    np.testing.assert_allclose(
+        recall_from_confusion(matrix), [c.sensitivity for c in result.per_class], equal_nan=True
+    )
+
+    unlabelled = rng.random(n) < 0.2
+    window = quality_metrics(np.where(unlabelled, -1, labels), predicted, CLASSES)
+    kept = ~unlabelled
+    expected = isic_balanced_accuracy(labels[kept], probabilities[kept], CLASSES)
+    assert window.labelled == int(kept.sum())
+    assert window.balanced_accuracy == pytest.approx(expected, abs=1e-12)
+    assert math.isnan(quality_metrics(np.full(n, -1), predicted, CLASSES).balanced_accuracy)
 
 
 def adversarial_cases() -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -9,8 +9,12 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 
 from skinlesion.config import TrainConfig
+from skinlesion.metrics import (
+    balanced_accuracy_from_confusion,
+    confusion_matrix,
+    recall_from_confusion,
+)
 from skinlesion.training import METRIC_DEFINITIONS, format_epoch_line
-from skinlesion.training.reporting import balanced_accuracy, confusion_matrix
 
 
 def test_every_metric_definition_reads_its_own_field() -> None:
@@ -49,7 +53,16 @@ def test_balanced_accuracy_matches_scikit_learn() -> None:
     predictions = np.where(rng.random(300) < 0.6, labels, rng.integers(0, 8, size=300))
     matrix = confusion_matrix(labels, predictions, 8)
     assert matrix.sum() == 300
-    assert np.isclose(balanced_accuracy(matrix), balanced_accuracy_score(labels, predictions))
+    assert np.isclose(
+        balanced_accuracy_from_confusion(matrix), balanced_accuracy_score(labels, predictions)
+    )
+
+
+def test_an_empty_validation_pass_scores_zero_not_nan() -> None:
+    # The epoch line's regex and the checkpoint's JSON need a number, as for the loss (0 too).
+    matrix = np.zeros((8, 8), dtype=np.int64)
+    assert balanced_accuracy_from_confusion(matrix) == 0.0
+    assert np.isnan(recall_from_confusion(matrix)).all()
 
 
 def test_hyperparameters_survive_the_string_round_trip() -> None:

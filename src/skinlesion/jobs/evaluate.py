@@ -8,7 +8,8 @@ Runs as a SageMaker processing job (``python -m skinlesion.jobs.evaluate``, path
                               ``multiclass_classification_metrics`` block in the layout of SageMaker's
                               model quality statistics (the model package's ModelMetrics source)
     predictions.csv           image, lesion_id, true_label, predicted_label, one probability per class
-    report.html               the self-contained HTML report
+    report.html               the self-contained HTML report (with Grad-CAM of the
+                              most confident mistakes)
     kfp_metrics.json          finite scalars by name, for KFP ``Metrics.log_metric``
     kfp_classification.json   ``confusion_matrix`` {categories, matrix} for
                               ``ClassificationMetrics.log_confusion_matrix`` and ``roc``
@@ -30,7 +31,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +45,10 @@ from skinlesion.metrics import (
     evaluate_predictions,
     isic_balanced_accuracy,
 )
+
+if TYPE_CHECKING:
+    from skinlesion.evaluation_report import ExplainedMistake, MisclassifiedExample
+    from skinlesion.models import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +71,8 @@ DEFAULT_DATASET = f"{PROCESSING_INPUT}/dataset"
 DEFAULT_MODEL = f"{PROCESSING_INPUT}/model"
 DEFAULT_OUTPUT = f"{PROCESSING_OUTPUT}/evaluation"
 DEFAULT_ROC_CLASS = "MEL"
+# Grad-CAM costs a forward and a backward pass per image: only the most confident mistakes.
+GRADCAM_EXAMPLES = 6
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -139,16 +146,22 @@ def run(
     roc_class: str = DEFAULT_ROC_CLASS,
     device: str = "auto",
     precision: str = "fp32",
+    gradcam_examples: int = GRADCAM_EXAMPLES,
 ) -> dict[str, Any]:
-    """Evaluate the model at ``model_path`` on ``split``; write the outputs; return metrics.json."""
+    """Evaluate the model at ``model_path`` on ``split``; write the outputs; return metrics.json.
+
+    The report explains the ``gradcam_examples`` most confident mistakes with Grad-CAM.
+    """
     from skinlesion.artifacts import resolve_model_dir
+    from skinlesion.evaluation_report import select_misclassified, write_report
     from skinlesion.models import Predictor
-    from skinlesion.report import select_misclassified, write_report
 
     if split not in SPLITS:
         raise ValueError(f"Unknown split {split!r}. Accepted: {', '.join(SPLITS)}.")
     if batch_size < 1:
         raise ValueError(f"Invalid batch_size {batch_size}: must be >= 1.")
+    if gradcam_examples < 0:
+        raise ValueError(f"Invalid gradcam_examples {gradcam_examples}: must be >= 0.")
     dataset_dir, output_dir = Path(dataset_dir), Path(output_dir)
     manifest = read_manifest(dataset_dir)
     # Loaded, not memory-mapped: every image is read anyway, and torch wants writable arrays.
@@ -218,19 +231,43 @@ def run(
     )
     _write_json(output_dir / KFP_METRICS_FILE, kfp_metrics(metrics))
     _write_json(output_dir / KFP_CLASSIFICATION_FILE, kfp_classification(result, roc_class))
+    misclassified = select_misclassified(
+        data.images, labels, probabilities, data.image_ids, classes
+    )
     write_report(
         output_dir / REPORT_FILE,
         result,
         reference_balanced_accuracy=reference,
         model_spec=spec_dict,
         manifest=manifest,
-        misclassified=select_misclassified(
-            data.images, labels, probabilities, data.image_ids, classes
-        ),
+        misclassified=misclassified,
+        explained=explain_mistakes(predictor, misclassified[:gradcam_examples]),
         subtitle=f"{spec.architecture} {spec.version}".strip() + f" on the {split} split",
     )
     log.info("Wrote %s to %s", ", ".join(OUTPUT_FILES), output_dir)
     return metrics
+
+
+def explain_mistakes(
+    predictor: Predictor, examples: Sequence[MisclassifiedExample]
+) -> list[ExplainedMistake]:
+    """Grad-CAM heatmaps of the predicted class of each example, in one pass over them alone."""
+    from skinlesion.evaluation_report import ExplainedMistake
+    from skinlesion.serving.gradcam import GradCam
+
+    if not examples:
+        return []
+    classes = list(predictor.spec.classes)
+    gradcam = GradCam(predictor.model, predictor.spec.image_size)
+    inputs = predictor.preprocess(np.stack([example.image for example in examples]))
+    heatmaps = gradcam.heatmaps(
+        inputs, [classes.index(example.predicted_label) for example in examples]
+    )
+    log.info("Grad-CAM of %d mistakes on layer %s", len(examples), gradcam.layer_name)
+    return [
+        ExplainedMistake(example=example, heatmap=heatmap, layer=gradcam.layer_name)
+        for example, heatmap in zip(examples, heatmaps, strict=True)
+    ]
 
 
 def flat_metrics(result: EvaluationResult, reference: float, split: str) -> dict[str, Any]:

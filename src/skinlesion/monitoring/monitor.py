@@ -470,8 +470,8 @@ def run_monitor(
     """
     from skinlesion.artifacts import resolve_model_dir
     from skinlesion.models import Predictor
+    from skinlesion.monitoring.monitoring_report import write_report
     from skinlesion.monitoring.quality import join_labels, read_ground_truth
-    from skinlesion.monitoring.report import write_report
     from skinlesion.monitoring.violations import write_violations
     from skinlesion.monitoring.window import load_window
 

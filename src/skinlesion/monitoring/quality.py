@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from skinlesion.metrics import finite_or_none, mean_recall, recall_counts, recall_from_counts
+
 log = logging.getLogger(__name__)
 
 MEL = "MEL"
@@ -157,29 +159,22 @@ class QualityMetrics:
 
     @property
     def recall(self) -> np.ndarray:
-        support = np.asarray(self.support, dtype=np.float64)
-        hits = np.asarray(self.hits, dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(support > 0, hits / np.maximum(support, 1), np.nan)
+        """Recall of each class; NaN where the window has no labelled image of it."""
+        return recall_from_counts(np.asarray(self.hits), np.asarray(self.support))
 
     @property
     def balanced_accuracy(self) -> float:
         """Mean recall over the classes present (ISIC 2019's metric); NaN with no labels."""
-        recall = self.recall
-        return float(np.nanmean(recall)) if np.isfinite(recall).any() else math.nan
+        return mean_recall(self.recall)
 
     def to_dict(self) -> dict[str, Any]:
         recall = self.recall
         return {
             "labelled": self.labelled,
-            "balanced_accuracy": _finite(self.balanced_accuracy),
-            "recall": {c: _finite(r) for c, r in zip(self.classes, recall, strict=True)},
+            "balanced_accuracy": finite_or_none(self.balanced_accuracy),
+            "recall": {c: finite_or_none(r) for c, r in zip(self.classes, recall, strict=True)},
             "support": dict(zip(self.classes, self.support, strict=True)),
         }
-
-
-def _finite(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
 
 
 def quality_metrics(
@@ -190,13 +185,11 @@ def quality_metrics(
     predicted = np.asarray(y_pred, dtype=np.int64)
     mask = truth >= 0
     truth, predicted = truth[mask], predicted[mask]
-    k = len(classes)
-    support = np.bincount(truth, minlength=k)
-    hits = np.bincount(truth, weights=(truth == predicted).astype(np.float64), minlength=k)
+    hits, support = recall_counts(truth, truth == predicted, len(classes))
     return QualityMetrics(
         classes=tuple(classes),
         support=tuple(int(v) for v in support),
-        hits=tuple(round(float(v)) for v in hits),
+        hits=tuple(int(v) for v in hits),
         labelled=int(mask.sum()),
     )
 
@@ -219,10 +212,10 @@ class QualityCheck:
     def to_dict(self) -> dict[str, Any]:
         return {
             "metric": self.metric,
-            "value": _finite(self.value),
-            "baseline": _finite(self.baseline),
-            "threshold": _finite(self.threshold),
-            "p_value": _finite(self.p_value),
+            "value": finite_or_none(self.value),
+            "baseline": finite_or_none(self.baseline),
+            "threshold": finite_or_none(self.threshold),
+            "p_value": finite_or_none(self.p_value),
             "violated": self.violated,
             "detail": self.detail,
         }

@@ -38,9 +38,11 @@ def find_target_layer(model: torch.nn.Module, image_size: int) -> tuple[str, tor
                 seen.append((name, mod, tuple(output.shape)))
 
         handles.append(module.register_forward_hook(hook))
+    # The probe goes where the weights are: the evaluate job runs Grad-CAM on its GPU.
+    device = next(model.parameters()).device
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, 3, image_size, image_size))
+            model(torch.zeros(1, 3, image_size, image_size, device=device))
     finally:
         for handle in handles:
             handle.remove()

@@ -26,6 +26,8 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 from skinlesion.artifacts import ModelSpec
 from skinlesion.config import ConfigError, TrainConfig
 from skinlesion.data.store import read_manifest, read_split
+from skinlesion.metrics import balanced_accuracy_from_confusion as balanced_accuracy
+from skinlesion.metrics import recall_from_confusion as recall_per_class
 from skinlesion.models import (
     LesionClassifier,
     autocast,
@@ -52,11 +54,7 @@ from skinlesion.training.loader import (
     make_loader,
     shard_indices,
 )
-from skinlesion.training.reporting import (
-    balanced_accuracy,
-    format_epoch_line,
-    recall_per_class,
-)
+from skinlesion.training.reporting import format_epoch_line
 
 log = logging.getLogger(__name__)
 

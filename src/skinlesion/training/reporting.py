@@ -1,10 +1,11 @@
-"""Metric lines in the log that SageMaker's MetricDefinitions regexes parse, and their regexes."""
+"""Metric lines in the log that SageMaker's MetricDefinitions regexes parse, and their regexes.
+
+The numbers themselves (balanced accuracy, per-class recall) come from ``skinlesion.metrics``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-import numpy as np
 
 _NUMBER = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
 
@@ -35,23 +36,3 @@ def format_epoch_line(values: Mapping[str, float]) -> str:
             value = int(values[key]) if fmt == "d" else float(values[key])
             parts.append(f"{key}={value:{fmt}}")
     return " ".join(parts)
-
-
-def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """Counts (C, C): row = true class, column = predicted class."""
-    flat = np.asarray(labels, np.int64) * num_classes + np.asarray(predictions, np.int64)
-    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-
-
-def recall_per_class(confusion: np.ndarray) -> np.ndarray:
-    """Recall of each class; NaN for a class with no true samples."""
-    support = confusion.sum(axis=1).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
-
-
-def balanced_accuracy(confusion: np.ndarray) -> float:
-    """Mean recall over the classes that occur (ISIC's balanced multiclass accuracy)."""
-    recalls = recall_per_class(confusion)
-    present = ~np.isnan(recalls)
-    return float(recalls[present].mean()) if present.any() else 0.0

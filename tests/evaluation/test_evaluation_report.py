@@ -1,4 +1,5 @@
-"""The HTML report: sections, embedded images, no external assets, escaping."""
+"""The evaluation report: sections, embedded images, no external assets, escaping, and the
+Grad-CAM of the most confident mistakes of a small real model."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
+from skinlesion.data.store import read_split
+from skinlesion.evaluation_report import (
+    gradcam_overlay,
+    render_report,
+    select_misclassified,
+    write_report,
+)
 from skinlesion.labels import CLASS_NAMES, CLASSES
 from skinlesion.metrics import evaluate_predictions
-from skinlesion.report import render_report, select_misclassified, write_report
 
 SECTIONS = (
     "headline-metrics",
@@ -23,6 +32,7 @@ SECTIONS = (
     "roc-curves",
     "reliability-diagram",
     "misclassified",
+    "gradcam",
     "model",
     "dataset",
 )
@@ -34,6 +44,7 @@ class _Collector(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.ids: list[str] = []
+        self.figures: list[dict[str, str | None]] = []  # the attributes of each <figure>
         self.images: list[str] = []
         self.urls: list[str] = []
         self.tags: list[str] = []
@@ -44,6 +55,8 @@ class _Collector(HTMLParser):
         values = dict(attrs)
         if values.get("id"):
             self.ids.append(values["id"] or "")
+        if tag == "figure":
+            self.figures.append(values)
         if tag == "img":
             self.images.append(values.get("src") or "")
         for name in ("src", "href", "action", "data"):
@@ -147,7 +160,7 @@ def test_report_tables_hold_the_numbers(scored: dict) -> None:
     for item in result.per_class:
         row = table[table.index(f"<td>{item.name}</td>") :].split("</tr>")[0]
         assert CLASS_NAMES[item.name] in row
-        assert f"<td class='num'>{item.support}</td>" in row
+        assert f'<td class="num">{item.support}</td>' in row
         assert f"{item.sensitivity:.4f}" in row and f"{item.auc:.4f}" in row
     assert "No model specification was given." in text
 
@@ -182,3 +195,109 @@ def test_undefined_values_render_as_dashes() -> None:
     assert row.count("&mdash;") == 3  # sensitivity, precision and AUC are undefined
     perfect = evaluate_predictions(labels, np.eye(3)[labels], ("MEL", "NV", "BCC"))
     assert "No misclassified images to show." in render_report(perfect)
+
+
+def test_gradcam_overlay_colours_the_evidence_over_the_image_the_model_saw() -> None:
+    image = np.full((40, 30, 3), 128, dtype=np.uint8)
+    heatmap = np.zeros((64, 64), dtype=np.float32)
+    heatmap[:, 32:] = 1.0  # all the evidence on the right half
+
+    overlay = gradcam_overlay(image, heatmap)
+
+    assert overlay.shape == (64, 64, 3) and overlay.dtype == np.uint8  # the heatmap's size
+    left, right = overlay[:, :32].astype(int), overlay[:, 32:].astype(int)
+    # jet: no evidence is blue, the most is red; grey underneath shows through both.
+    assert (left[..., 2] > left[..., 0]).all() and (right[..., 0] > right[..., 2]).all()
+    assert overlay.min() > 0 and overlay.max() < 255
+    with pytest.raises(ValueError, match=r"heatmap of shape \(S, S\)"):
+        gradcam_overlay(image, np.zeros((2, 64, 64)))
+
+
+def test_report_explains_a_real_models_most_confident_mistakes_with_gradcam(
+    preprocessed_dataset: Path, fitted_model_dir: Path
+) -> None:
+    from skinlesion.jobs.evaluate import GRADCAM_EXAMPLES, explain_mistakes
+    from skinlesion.models import Predictor
+
+    predictor = Predictor.load(fitted_model_dir, precision="fp32")
+    classes = tuple(predictor.spec.classes)
+    test = read_split(preprocessed_dataset, "test", mmap=False)
+    probabilities = predictor.predict_proba(test.images)
+    mistakes = select_misclassified(
+        test.images, test.labels, probabilities, test.image_ids, classes
+    )
+    # The fitted model makes only a few mistakes on the sample's test split: explain them all.
+    count = min(GRADCAM_EXAMPLES, len(mistakes))
+    assert count >= 2
+
+    explained = explain_mistakes(predictor, mistakes[:count])
+
+    assert [item.example for item in explained] == mistakes[:count]
+    size = predictor.spec.image_size
+    # An independent check that each map is the predicted class's: every LesionClassifier ends
+    # in feature map -> global average pooling -> linear head, where Grad-CAM is CAM
+    # (relu of the head's weights of that class times the feature map; tests/serving proves it).
+    inputs = predictor.preprocess(np.stack([item.example.image for item in explained]))
+    predicted = [classes.index(item.example.predicted_label) for item in explained]
+    with torch.no_grad():
+        features = predictor.model.trunk(inputs.float())
+        cam = torch.relu(
+            torch.einsum("nkhw,nk->nhw", features, predictor.model.head.weight[predicted])
+        )
+        cam = F.interpolate(cam[:, None], size=(size, size), mode="bilinear", align_corners=False)
+        cam = cam[:, 0] / cam.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1)
+    np.testing.assert_allclose(
+        np.stack([item.heatmap for item in explained]), cam.numpy(), atol=1e-4
+    )
+    assert {item.layer for item in explained} == {"trunk.net._swish"}
+
+    result = evaluate_predictions(test.labels, probabilities, classes)
+    text = render_report(result, misclassified=mistakes, explained=explained)
+    parser = _Collector()
+    parser.feed(text)
+    parser.close()
+    assert parser.open == [] and "gradcam" in parser.ids
+    section = text[text.index('<section id="gradcam">') : text.index('<section id="model">')]
+    assert section.count('<figure class="gradcam">') == count
+    assert section.count("<img ") == 2 * count  # each image and its overlay
+    for item in explained:
+        example = item.example
+        assert f"Grad-CAM of {example.predicted_label} on {example.image_id}" in section
+        caption = section[section.index(f"{example.image_id}<br>") :].split("</figcaption>")[0]
+        assert f"true <b>{example.true_label}</b>" in caption
+        assert f'predicted <b class="bad">{example.predicted_label}</b>' in caption
+        assert f"({example.confidence:.0%})" in caption
+    # Three plots, one thumbnail per mistake, and two pictures per explained mistake.
+    assert len(parser.images) == 3 + len(mistakes) + 2 * count
+    assert "No misclassified images to explain." in render_report(result)
+
+
+def test_gradcam_section_shows_the_n_mistakes_it_is_given_and_escapes_them(scored: dict) -> None:
+    from skinlesion.evaluation_report import ExplainedMistake
+    from skinlesion.jobs.evaluate import GRADCAM_EXAMPLES
+
+    mistakes = select_misclassified(
+        scored["images"],
+        scored["labels"],
+        scored["probabilities"],
+        scored["image_ids"],
+        CLASSES,
+        200,
+    )
+    assert len(mistakes) > GRADCAM_EXAMPLES
+    rng = np.random.default_rng(0)
+    hostile = next(m for m in mistakes if m.image_id.startswith("<b>"))
+    others = [m for m in mistakes if m is not hostile]
+    chosen = [*others[: GRADCAM_EXAMPLES - 1], hostile]
+    explained = [
+        ExplainedMistake(example, rng.random((64, 64)).astype(np.float32), "layer<1>")
+        for example in chosen
+    ]
+
+    text = render_report(scored["result"], explained=explained)
+
+    section = text[text.index('<section id="gradcam">') : text.index('<section id="model">')]
+    assert section.count('<figure class="gradcam">') == GRADCAM_EXAMPLES
+    assert f"{others[GRADCAM_EXAMPLES - 1].image_id}<br>" not in section  # only the N given
+    assert "<b>&evil" not in section and "&lt;b&gt;&amp;evil" in section
+    assert "<code>layer&lt;1&gt;</code>" in section
