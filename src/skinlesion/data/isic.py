@@ -39,6 +39,7 @@ EXAMPLES = 10
 PROBLEMS = (
     "missing_image",
     "unreadable_image",
+    "corrupt_image",
     "duplicate_id",
     "no_label",
     "several_labels",
@@ -364,10 +365,18 @@ def read_isic(
 def exclude_unreadable(
     records: list[IsicRecord], report: ValidationReport, errors: dict[int, str]
 ) -> list[IsicRecord]:
-    """Drop the records whose index is in ``errors`` (decode failures), noting each one."""
+    """Drop the records whose index is in ``errors`` (decode failures), noting each one as
+    ``unreadable_image``, or ``corrupt_image`` when it decodes but libjpeg reported corrupt data
+    (part of the picture would be grey)."""
+    from skinlesion.data.images import is_corrupt_error
+
     for index in sorted(errors):
-        report.note("unreadable_image", records[index].image)
-        log.warning("Unreadable image %s: %s", records[index].path, errors[index])
+        if is_corrupt_error(errors[index]):
+            report.note("corrupt_image", records[index].image)
+            log.warning("Corrupt image %s: %s", records[index].path, errors[index])
+        else:
+            report.note("unreadable_image", records[index].image)
+            log.warning("Unreadable image %s: %s", records[index].path, errors[index])
     return [r for i, r in enumerate(records) if i not in errors]
 
 
@@ -381,7 +390,7 @@ def validate_dataset(
     raise_on_failure: bool = True,
 ) -> ValidatedDataset:
     """Validate a data folder: schema, labels, duplicates, missing and (if ``decode``) unreadable
-    images. Bad rows are excluded and listed in the report; DataValidationError when the
+    or corrupt images. Bad rows are excluded and listed in the report; DataValidationError when the
     excluded share exceeds ``max_invalid_fraction`` (unless ``raise_on_failure`` is False).
     """
     source = resolve_source(data, labels)
