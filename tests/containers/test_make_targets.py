@@ -11,7 +11,6 @@ import subprocess
 import tomllib
 
 import pytest
-
 from tests.containers.helpers import IMAGES, REPO_ROOT
 
 
@@ -79,8 +78,7 @@ def test_help_through_a_pipe_is_plain_and_aligned() -> None:
     the longest target name is."""
     result = subprocess.run(
         ["make", "--no-print-directory", "help"],
-        stdout=subprocess.PIPE,  # not a terminal
-        stderr=subprocess.PIPE,
+        capture_output=True,  # stdout is a pipe, not a terminal
         text=True,
         cwd=REPO_ROOT,
         env={k: v for k, v in os.environ.items() if k != "NO_COLOR"},
@@ -127,7 +125,13 @@ def test_architecture_svg_is_rendered_from_its_source() -> None:
     if dot is None:
         pytest.skip("Graphviz's dot is not installed (apt-get install graphviz; .ci/run does)")
     source, committed = REPO_ROOT / "docs/architecture.dot", REPO_ROOT / "docs/architecture.svg"
-    assert dry_run("diagram")[-1] == ["dot", "-Tsvg", "docs/architecture.dot", "-o", "docs/architecture.svg"]
+    assert dry_run("diagram")[-1] == [
+        "dot",
+        "-Tsvg",
+        "docs/architecture.dot",
+        "-o",
+        "docs/architecture.svg",
+    ]
     rendered = subprocess.run(
         [dot, "-Tsvg", str(source)], capture_output=True, text=True, check=True
     ).stdout

@@ -51,6 +51,7 @@ def test_mini_subset_validates_and_splits_without_lesion_leakage(
     assert not lesions_by_split["train"] & lesions_by_split["test"]
     assert not lesions_by_split["val"] & lesions_by_split["test"]
     assert manifest["source"]["labels_csv"] == "subsets/mini.csv"
+    assert manifest["source"]["generated"] is False  # photographs: no generated.json
 
 
 def _insert_garbage(path: Path, count: int = 200, seed: int = 0) -> None:
@@ -84,7 +85,7 @@ def test_corrupt_but_decodable_jpegs_are_excluded_as_corrupt(
     # What made this check necessary: Pillow decodes the damaged file without a word.
     with Image.open(images / f"{corrupt[0]}.jpg") as opened:
         opened.load()
-    with pytest.raises(CorruptImageError, match="Corrupt JPEG data|Premature end"):
+    with pytest.raises(CorruptImageError, match=r"Corrupt JPEG data|Premature end"):
         load_image(images / f"{corrupt[0]}.jpg", 64)
 
     report = validate_dataset(tmp_path / "data", max_invalid_fraction=0.5, workers=1).report

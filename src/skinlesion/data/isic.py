@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 LABEL_FILES = ("labels.csv", "ISIC_2019_Training_GroundTruth.csv")
 METADATA_FILES = ("metadata.csv", "ISIC_2019_Training_Metadata.csv")
 IMAGES_DIR = "images"
+# Written by the sample generator next to labels.csv: this folder's images are generated.
+GENERATED_MARKER = "generated.json"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png")
 # Columns of the labels CSV that are understood besides the classes; anything else is reported.
 OPTIONAL_LABEL_COLUMNS = (UNKNOWN, "lesion_id")
@@ -64,6 +66,7 @@ class IsicSource:
     labels_csv: Path
     metadata_csv: Path | None
     images_dir: Path
+    generated: bool = False  # the folder holds GENERATED_MARKER (skinlesion sample-data)
 
     def image_path(self, image_id: str) -> Path | None:
         """The file of ``image_id`` (``<id>.jpg`` first), or None when there is none."""
@@ -236,7 +239,11 @@ def resolve_source(data: Path, labels: str | Path | None = None) -> IsicSource:
     metadata = _first_existing(root, METADATA_FILES)
     images_dir = root / IMAGES_DIR if (root / IMAGES_DIR).is_dir() else root
     return IsicSource(
-        root=root, labels_csv=labels_csv, metadata_csv=metadata, images_dir=images_dir
+        root=root,
+        labels_csv=labels_csv,
+        metadata_csv=metadata,
+        images_dir=images_dir,
+        generated=(root / GENERATED_MARKER).is_file(),
     )
 
 
