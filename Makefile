@@ -13,12 +13,18 @@ DATA ?=
 ARCH ?=
 DEMO_DIR ?= build/demo
 REAL_DATA ?= $(abspath ../shared/data/ham10000)
+ISIC_DIR ?= build/isic2019
 
 .PHONY: help venv demo test test-fast lint sample-data data clean
 
+# Colour only on a terminal (and not under NO_COLOR); the name column is as wide as the longest.
 help: ## Show this help
-	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort -u | \
-		awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+	@colour=0; [ -t 1 ] && [ -z "$${NO_COLOR:-}" ] && colour=1; \
+	grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | sort -u | \
+		awk -v colour=$$colour 'BEGIN {FS = ":.*?## "} \
+			{name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1)} \
+			END {for (i = 1; i <= NR; i++) { cell = sprintf("%-" width "s", name[i]); \
+				if (colour) cell = "\033[36m" cell "\033[0m"; printf "  %s  %s\n", cell, text[i] }}'
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,8 +47,10 @@ test-fast: $(STAMP) ## Run the tests not marked slow
 sample-data: $(STAMP) ## Write the generated ISIC-format sample to build/sample
 	$(BIN)/skinlesion sample-data build/sample
 
-data: $(STAMP) ## Download the ISIC 2019 training images and ground truth with isic-cli (needs internet)
-	$(BIN)/skinlesion fetch-isic build/isic2019
+# isic-cli comes from the `data` extra, installed here rather than by `make venv`: only this needs it.
+data: $(STAMP) ## Download the ISIC 2019 training images and ground truth with isic-cli into ISIC_DIR (needs internet)
+	$(BIN)/pip install --quiet -e '.[data]'
+	$(BIN)/skinlesion fetch-isic $(ISIC_DIR) --isic-binary $(BIN)/isic
 
 lint: $(STAMP) lint-containers ## ruff, mypy, hadolint and yamllint
 	$(BIN)/ruff check src tests components pipelines bench

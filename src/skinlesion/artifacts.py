@@ -29,6 +29,9 @@ class ModelSpec:
     version: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
     tta: str = "none"  # test-time views averaged: none, flips (4) or dihedral (8)
+    # True when the training data was generated (skinlesion sample-data), not photographs:
+    # the serving page warns that such a model means nothing on real lesions.
+    generated_data: bool = False
 
     def write(self, model_dir: Path) -> None:
         model_dir.mkdir(parents=True, exist_ok=True)

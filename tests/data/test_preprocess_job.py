@@ -48,6 +48,7 @@ def test_job_writes_the_dataset_contract(sample_copy: Path, tmp_path: Path) -> N
     manifest = json.loads((output / MANIFEST).read_text())
     assert manifest["classes"] == list(CLASSES) and manifest["image_size"] == 24
     assert manifest["source"]["uri"] == "s3://bucket/isic/"
+    assert manifest["source"]["generated"] is True  # the sample generator marked its folder
     assert manifest["preprocess_config"]["seed"] == 3
     assert len(manifest["class_weights"]) == len(CLASSES)
     assert np.mean(manifest["class_weights"]) == pytest.approx(1.0, abs=1e-4)

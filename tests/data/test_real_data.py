@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.data.csvfiles import read_rows
+from tests.data.csvfiles import read_rows, write_rows
 
 from skinlesion.config import PreprocessConfig
 from skinlesion.data.isic import validate_dataset
@@ -50,3 +51,47 @@ def test_mini_subset_validates_and_splits_without_lesion_leakage(
     assert not lesions_by_split["train"] & lesions_by_split["test"]
     assert not lesions_by_split["val"] & lesions_by_split["test"]
     assert manifest["source"]["labels_csv"] == "subsets/mini.csv"
+    assert manifest["source"]["generated"] is False  # photographs: no generated.json
+
+
+def _insert_garbage(path: Path, count: int = 200, seed: int = 0) -> None:
+    """Put ``count`` random bytes in the middle of a JPEG's compressed data."""
+    data = path.read_bytes()
+    middle = len(data) // 2
+    garbage = np.random.default_rng(seed).integers(0, 256, count, dtype=np.uint8).tobytes()
+    path.write_bytes(data[:middle] + garbage + data[middle:])
+
+
+def test_corrupt_but_decodable_jpegs_are_excluded_as_corrupt(
+    real_data_dir: Path, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    from skinlesion.data.images import CorruptImageError, load_image
+
+    header, rows = read_rows(real_data_dir / "labels.csv")
+    rows = rows[:6]
+    images = tmp_path / "data" / "images"
+    images.mkdir(parents=True)
+    for row in rows:
+        shutil.copy(real_data_dir / "images" / f"{row[0]}.jpg", images)
+    write_rows(tmp_path / "data" / "labels.csv", header, rows)
+    corrupt = [rows[1][0], rows[4][0]]
+    for seed, image_id in enumerate(corrupt):
+        _insert_garbage(images / f"{image_id}.jpg", seed=seed)
+    truncated = images / f"{rows[2][0]}.jpg"
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+
+    # What made this check necessary: Pillow decodes the damaged file without a word.
+    with Image.open(images / f"{corrupt[0]}.jpg") as opened:
+        opened.load()
+    with pytest.raises(CorruptImageError, match=r"Corrupt JPEG data|Premature end"):
+        load_image(images / f"{corrupt[0]}.jpg", 64)
+
+    report = validate_dataset(tmp_path / "data", max_invalid_fraction=0.5, workers=1).report
+    found = {name: sorted(p.examples) for name, p in report.problems.items()}
+    assert found == {"corrupt_image": sorted(corrupt), "unreadable_image": [rows[2][0]]}
+    assert report.excluded_rows == 3 and report.valid_rows == 3
+    assert {"image": corrupt[0], "problem": "corrupt_image"} in report.excluded
+    # The intact originals pass the same check.
+    assert validate_dataset(real_data_dir, "subsets/mini.csv", workers=1).report.problems == {}

@@ -116,7 +116,8 @@ def fitted_serving_model(
         model.head.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
     from dataclasses import replace
 
-    spec = replace(spec, version="from-spec")
+    # As the train job does: the dataset's manifest says whether its images were generated.
+    spec = replace(spec, version="from-spec", generated_data=bool(manifest["source"]["generated"]))
     return save_model(model, spec, tmp_path_factory.mktemp("serving_model") / "model")
 
 

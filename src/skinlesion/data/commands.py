@@ -96,7 +96,8 @@ def _fetch_isic(args: argparse.Namespace) -> int:
     if shutil.which(args.isic_binary) is None:
         raise FileNotFoundError(
             f"The isic-cli command {args.isic_binary!r} was not found on PATH. Install it with "
-            "`pip install isic-cli` (or pass --isic-binary), then run again."
+            "`pip install 'skinlesion[data]'` (`make data` does), or pass --isic-binary, then "
+            "run again."
         )
     Path(args.out).mkdir(parents=True, exist_ok=True)
     for command in plan.commands:

@@ -10,6 +10,11 @@ the same geometry everywhere.
 Speed: for JPEGs, :meth:`PIL.Image.Image.draft` makes libjpeg decode at 1/2, 1/4 or 1/8 scale
 straight away (the DCT is scaled; no full-size bitmap is made), as long as the result is still
 at least ``size`` on each side.
+
+Corrupt data: Pillow silences libjpeg's warnings, so a JPEG with garbage inside its compressed
+data decodes "fine", with grey blocks from the damage on. :func:`jpeg_corruption` decodes such a
+file once more with libjpeg-turbo's warnings made errors (simplejpeg, ``strict=True``), and
+:func:`load_image` raises :class:`CorruptImageError` for it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,43 @@ DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.Decompression
 CHECK_SIZE = 32  # decode size when only checking that an image decodes: every byte is read
 _PARALLEL_MIN = 64  # below this many images a pool costs more than it saves
 _LOG_PROGRESS_MIN = 1000  # fewer images: one summary line, no progress lines
+_CORRUPTION_CHECK_SIZE = 16  # decode scale of the corruption check: every entropy byte is read
+
+
+class CorruptImageError(OSError):
+    """A JPEG that decodes, but whose compressed data libjpeg reported as corrupt."""
+
+
+def is_corrupt_error(message: str) -> bool:
+    """True for a decode error message (as :func:`load_images` records them) of a corrupt JPEG."""
+    return message.startswith(f"{CorruptImageError.__name__}:")
+
+
+def jpeg_corruption(data: bytes) -> str:
+    """libjpeg's warning about a JPEG's compressed data ("Corrupt JPEG data: 36 extraneous bytes
+    before marker 0xd9", "Premature end of JPEG file"), or "" when it has none.
+
+    Only recoverable damage is reported: a file that the strict decode refuses but the lenient
+    one accepts. What neither decodes is left to Pillow, which decoded it already.
+    """
+    import simplejpeg
+
+    options = {
+        "fastdct": True,
+        "fastupsample": True,
+        "min_height": _CORRUPTION_CHECK_SIZE,
+        "min_width": _CORRUPTION_CHECK_SIZE,
+    }
+    try:
+        simplejpeg.decode_jpeg(data, strict=True, **options)
+    except ValueError as warning:
+        try:
+            simplejpeg.decode_jpeg(data, strict=False, **options)
+        except ValueError as error:
+            log.debug("simplejpeg cannot decode this JPEG at all (%s); Pillow did", error)
+            return ""
+        return str(warning)
+    return ""
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -86,10 +128,18 @@ def _open_drafted(image: Image.Image, size: int) -> Image.Image:
 
 
 def load_image(path: Path, size: int) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode one image file; returns the (size, size, 3) array and the original (w, h)."""
-    with Image.open(path) as image:
+    """Decode one image file; returns the (size, size, 3) array and the original (w, h).
+
+    Raises CorruptImageError for a JPEG whose compressed data libjpeg reports as corrupt.
+    """
+    data = Path(path).read_bytes()
+    with Image.open(io.BytesIO(data)) as image:
         original = image.size
         array = prepare_image(_open_drafted(image, size), size)
+        if image.format == "JPEG":
+            warning = jpeg_corruption(data)
+            if warning:
+                raise CorruptImageError(warning)
     return array, original
 
 
@@ -257,7 +307,8 @@ def check_images(
     paths: Sequence[Path], *, workers: int = 0, progress: bool = True
 ) -> dict[int, str]:
     """Decode every image completely (at a small scale, which still reads every byte) and
-    return ``{index: error}`` for those that are unreadable or truncated."""
+    return ``{index: error}`` for those that are unreadable, truncated or corrupt
+    (:func:`is_corrupt_error` tells the last kind apart)."""
     return load_images(
         paths, CHECK_SIZE, workers=workers, progress=progress, description="check"
     ).errors

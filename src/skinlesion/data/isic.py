@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 LABEL_FILES = ("labels.csv", "ISIC_2019_Training_GroundTruth.csv")
 METADATA_FILES = ("metadata.csv", "ISIC_2019_Training_Metadata.csv")
 IMAGES_DIR = "images"
+# Written by the sample generator next to labels.csv: this folder's images are generated.
+GENERATED_MARKER = "generated.json"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".JPG", ".JPEG", ".png")
 # Columns of the labels CSV that are understood besides the classes; anything else is reported.
 OPTIONAL_LABEL_COLUMNS = (UNKNOWN, "lesion_id")
@@ -39,6 +41,7 @@ EXAMPLES = 10
 PROBLEMS = (
     "missing_image",
     "unreadable_image",
+    "corrupt_image",
     "duplicate_id",
     "no_label",
     "several_labels",
@@ -63,6 +66,7 @@ class IsicSource:
     labels_csv: Path
     metadata_csv: Path | None
     images_dir: Path
+    generated: bool = False  # the folder holds GENERATED_MARKER (skinlesion sample-data)
 
     def image_path(self, image_id: str) -> Path | None:
         """The file of ``image_id`` (``<id>.jpg`` first), or None when there is none."""
@@ -235,7 +239,11 @@ def resolve_source(data: Path, labels: str | Path | None = None) -> IsicSource:
     metadata = _first_existing(root, METADATA_FILES)
     images_dir = root / IMAGES_DIR if (root / IMAGES_DIR).is_dir() else root
     return IsicSource(
-        root=root, labels_csv=labels_csv, metadata_csv=metadata, images_dir=images_dir
+        root=root,
+        labels_csv=labels_csv,
+        metadata_csv=metadata,
+        images_dir=images_dir,
+        generated=(root / GENERATED_MARKER).is_file(),
     )
 
 
@@ -364,10 +372,18 @@ def read_isic(
 def exclude_unreadable(
     records: list[IsicRecord], report: ValidationReport, errors: dict[int, str]
 ) -> list[IsicRecord]:
-    """Drop the records whose index is in ``errors`` (decode failures), noting each one."""
+    """Drop the records whose index is in ``errors`` (decode failures), noting each one as
+    ``unreadable_image``, or ``corrupt_image`` when it decodes but libjpeg reported corrupt data
+    (part of the picture would be grey)."""
+    from skinlesion.data.images import is_corrupt_error
+
     for index in sorted(errors):
-        report.note("unreadable_image", records[index].image)
-        log.warning("Unreadable image %s: %s", records[index].path, errors[index])
+        if is_corrupt_error(errors[index]):
+            report.note("corrupt_image", records[index].image)
+            log.warning("Corrupt image %s: %s", records[index].path, errors[index])
+        else:
+            report.note("unreadable_image", records[index].image)
+            log.warning("Unreadable image %s: %s", records[index].path, errors[index])
     return [r for i, r in enumerate(records) if i not in errors]
 
 
@@ -381,7 +397,7 @@ def validate_dataset(
     raise_on_failure: bool = True,
 ) -> ValidatedDataset:
     """Validate a data folder: schema, labels, duplicates, missing and (if ``decode``) unreadable
-    images. Bad rows are excluded and listed in the report; DataValidationError when the
+    or corrupt images. Bad rows are excluded and listed in the report; DataValidationError when the
     excluded share exceeds ``max_invalid_fraction`` (unless ``raise_on_failure`` is False).
     """
     source = resolve_source(data, labels)

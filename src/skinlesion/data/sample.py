@@ -12,6 +12,7 @@ about two images show each lesion, as in HAM10000. Only numpy and Pillow are use
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from skinlesion.data.isic import GENERATED_MARKER
 from skinlesion.labels import CLASSES, UNKNOWN
 
 log = logging.getLogger(__name__)
@@ -410,6 +412,9 @@ def write_sample(
         writer = csv.writer(handle)
         writer.writerow(METADATA_COLUMNS)
         writer.writerows(meta_rows)
+    # The mark that preprocess records in the manifest and training in model.json.
+    marker = {"generator": "skinlesion.data.sample.write_sample", "seed": seed}
+    (out_dir / GENERATED_MARKER).write_text(json.dumps(marker) + "\n")
     counts = {c: sum(1 for label, _, _ in rows if label == c) for c in CLASSES}
     log.info("Wrote %d generated images (%d lesions) to %s", len(rows), len(lesion_params), out_dir)
     return SampleSummary(

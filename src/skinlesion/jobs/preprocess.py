@@ -159,6 +159,7 @@ def run(
             if source.metadata_csv
             else None,
             "lesion_ids": "metadata" if source.metadata_csv else "image",
+            "generated": source.generated,
         },
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "preprocess_config": dataclasses.asdict(config),

@@ -1,4 +1,5 @@
-"""The ASGI app: ``GET /ping``, ``POST /invocations`` and ``GET /execution-parameters``.
+"""The ASGI app: ``GET /ping``, ``POST /invocations`` and ``GET /execution-parameters``, plus
+``GET /`` (a page to try the model in a browser) and ``GET /model`` (what the page shows of it).
 
 A plain ASGI callable rather than a framework: two routes do not need routing, validation or
 dependency injection, and owning the body loop lets a request over 6 MB be refused (413) before
@@ -45,6 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PAGE_FILE = "try.html"  # package data next to this module
+PAGE_TYPE = "text/html; charset=utf-8"
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -62,6 +66,7 @@ class LoadedModel:
     version: str
     classes: tuple[str, ...]
     image_size: int
+    generated_data: bool = False  # trained on generated images (model.json's generated_data)
 
 
 def load_model(settings: ServingSettings) -> LoadedModel:
@@ -96,7 +101,14 @@ def load_model(settings: ServingSettings) -> LoadedModel:
         time.perf_counter() - started,
     )
     return LoadedModel(
-        predictor, name, batcher, gradcam, version, tuple(predictor.spec.classes), size
+        predictor,
+        name,
+        batcher,
+        gradcam,
+        version,
+        tuple(predictor.spec.classes),
+        size,
+        predictor.spec.generated_data,
     )
 
 
@@ -127,6 +139,7 @@ class ServingApp:
         self._explainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="explain")
         self._load_thread: threading.Thread | None = None
         self._load_in_background = load_in_background
+        self._page: bytes | None = None
 
     # --- life cycle ---------------------------------------------------------------------------
 
@@ -209,9 +222,13 @@ class ServingApp:
             "/ping": ("GET", self._ping),
             "/invocations": ("POST", self._invocations),
             "/execution-parameters": ("GET", self._execution_parameters),
+            "/": ("GET", self._try_page),
+            "/model": ("GET", self._model_info),
         }
         if path not in routes:
-            raise RequestError(404, f"No route {path[:100]!r}.", "GET /ping, POST /invocations")
+            raise RequestError(
+                404, f"No route {path[:100]!r}.", "GET /ping, POST /invocations, GET /, GET /model"
+            )
         allowed, handler = routes[path]
         if method != allowed and not (method == "HEAD" and allowed == "GET"):
             raise RequestError(405, f"{method} is not allowed on {path}.", f"{allowed} {path}")
@@ -224,6 +241,30 @@ class ServingApp:
             return
         body = {"status": "ok", "model_version": self.model.version}
         await _send(send, 200, json.dumps(body).encode())
+
+    async def _try_page(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        # A static file shipped with the package: read once, on the first request.
+        if self._page is None:
+            from importlib.resources import files
+
+            self._page = (files("skinlesion.serving") / PAGE_FILE).read_bytes()
+        await _send(send, 200, self._page, content_type=PAGE_TYPE)
+
+    async def _model_info(self, scope: Scope, receive: Receive, send: Send, started: float) -> None:
+        model = self.model
+        if model is None:
+            body = {"status": "failed", "error": self.load_error} if self.load_error else {}
+            await _send(send, 503, json.dumps(body or {"status": "loading"}).encode())
+            return
+        info = {
+            "model_version": model.version,
+            "architecture": model.predictor.spec.architecture,
+            "image_size": model.image_size,
+            "classes": list(model.classes),
+            "explain": model.gradcam is not None,
+            "generated_data": model.generated_data,
+        }
+        await _send(send, 200, json.dumps(info).encode())
 
     async def _execution_parameters(
         self, scope: Scope, receive: Receive, send: Send, started: float
@@ -352,10 +393,14 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
 
 
 async def _send(
-    send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    body: bytes,
+    extra: list[tuple[bytes, bytes]] | None = None,
+    content_type: str = RESPONSE_TYPE,
 ) -> None:
     headers = [
-        (b"content-type", RESPONSE_TYPE.encode()),
+        (b"content-type", content_type.encode()),
         (b"content-length", str(len(body)).encode()),
         *(extra or []),
     ]

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -647,7 +647,10 @@ def _fit(
     model.tta = config.tta
     return TrainResult(
         model=model,
-        spec=spec_for(config.architecture, config.image_size, classes, tta=config.tta, **metrics),
+        spec=replace(
+            spec_for(config.architecture, config.image_size, classes, tta=config.tta, **metrics),
+            generated_data=bool(manifest.get("source", {}).get("generated", False)),
+        ),
         history=state.history,
         best_epoch=state.best_epoch,
         epochs_completed=state.epoch,
