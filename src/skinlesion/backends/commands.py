@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from skinlesion.backends import BACKENDS
@@ -24,8 +25,11 @@ def register(subparsers: Any) -> None:
         _backend_option(parser)
         parser.set_defaults(func=_set_status, status=status)
 
-    endpoint = subparsers.add_parser("endpoint", help="stop a deployed endpoint")
+    endpoint = subparsers.add_parser("endpoint", help="list or stop deployed endpoints")
     endpoint_commands = endpoint.add_subparsers(dest="endpoint_command", required=True)
+    listing = endpoint_commands.add_parser("list", help="the local backend's endpoints")
+    _backend_option(listing)
+    listing.set_defaults(func=_list_endpoints)
     delete = endpoint_commands.add_parser("delete", help="stop and delete an endpoint")
     delete.add_argument("name", help="endpoint name")
     _backend_option(delete)
@@ -34,31 +38,51 @@ def register(subparsers: Any) -> None:
 
 def _backend_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=BACKENDS, default="local", help="default: local")
+    parser.add_argument(
+        "--local-root",
+        type=Path,
+        default=None,
+        help="the local backend's folder (default: $SKINLESION_LOCAL_ROOT, else the folder of "
+        "the last local deployment, e.g. build/demo/local)",
+    )
+
+
+def _backend(args: argparse.Namespace) -> Any:
+    from skinlesion.backends import get_backend
+
+    return get_backend(args.backend, local_root=args.local_root)
 
 
 def _list(args: argparse.Namespace) -> int:
-    from skinlesion.backends import get_backend
-
-    versions = get_backend(args.backend).list_versions(args.group)
+    versions = _backend(args).list_versions(args.group)
     json.dump([_as_json(v) for v in versions], sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
 
 def _set_status(args: argparse.Namespace) -> int:
-    from skinlesion.backends import get_backend
     from skinlesion.backends.base import ApprovalStatus
 
-    version = get_backend(args.backend).set_approval_status(args.arn, ApprovalStatus(args.status))
+    version = _backend(args).set_approval_status(args.arn, ApprovalStatus(args.status))
     json.dump(_as_json(version), sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 
 
-def _delete_endpoint(args: argparse.Namespace) -> int:
-    from skinlesion.backends import get_backend
+def _list_endpoints(args: argparse.Namespace) -> int:
+    backend = _backend(args)
+    if not hasattr(backend, "list_endpoints"):
+        raise ValueError(
+            "endpoint list is for the local backend; on AWS use the SageMaker console."
+        )
+    for endpoint in backend.list_endpoints():
+        sys.stdout.write(f"{endpoint.name}\t{endpoint.status}\t{endpoint.url}\n")
+    return 0
 
-    get_backend(args.backend).delete_endpoint(args.name)
+
+def _delete_endpoint(args: argparse.Namespace) -> int:
+    _backend(args).delete_endpoint(args.name)
+    sys.stdout.write(f"endpoint {args.name} stopped\n")
     return 0
 
 

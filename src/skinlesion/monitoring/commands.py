@@ -97,11 +97,9 @@ def register(subparsers: Any) -> None:
 
 
 def _local_backend(local_root: Path | None) -> Any:
-    from skinlesion.backends.local import LocalBackend, LocalSettings
+    from skinlesion.backends import get_backend
 
-    if local_root is None:
-        return LocalBackend.from_environment()
-    return LocalBackend(LocalSettings(root=local_root.resolve()))
+    return get_backend("local", local_root=local_root)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -56,6 +56,15 @@ NOTIFICATIONS_FILE = "notifications.jsonl"
 METRICS_FILE = "metrics.jsonl"
 
 
+def remembered_root_file(env: Mapping[str, str] | None = None) -> Path:
+    """Where the local backend remembers the root of its last deployment (XDG state folder)."""
+    env = os.environ if env is None else env
+    state = Path(
+        env.get("XDG_STATE_HOME") or Path(env.get("HOME", "~")).expanduser() / ".local/state"
+    )
+    return state / "skinlesion" / "local-root"
+
+
 @dataclass(frozen=True)
 class LocalSettings:
     root: Path
@@ -65,8 +74,17 @@ class LocalSettings:
 
     @classmethod
     def from_environment(cls, env: Mapping[str, str] | None = None) -> LocalSettings:
+        """``SKINLESION_LOCAL_ROOT``; else the root of the last local deployment (so that
+        ``skinlesion endpoint list/delete`` find the demo's endpoint); else ``.skinlesion``."""
         env = os.environ if env is None else env
-        return cls(root=Path(env.get(ROOT_ENV, DEFAULT_ROOT)).resolve())
+        if env.get(ROOT_ENV):
+            return cls(root=Path(env[ROOT_ENV]).resolve())
+        remembered = remembered_root_file(env)
+        if remembered.exists():
+            root = Path(remembered.read_text().strip())
+            if root.is_dir():
+                return cls(root=root)
+        return cls(root=Path(DEFAULT_ROOT).resolve())
 
 
 @dataclass(frozen=True)
@@ -406,10 +424,19 @@ class LocalBackend(Backend):
             },
         )
         (folder / "endpoint.json").write_text(json.dumps(asdict(endpoint), indent=2))
+        self._remember_root()
         if previous is not None:  # blue/green: the old one goes only once the new one is healthy
             stop_pid(int(previous.details.get("pid", 0)))
         log.info("endpoint %s in service at %s (model %s)", request.endpoint_name, url, version.arn)
         return endpoint
+
+    def _remember_root(self) -> None:
+        try:
+            remembered = remembered_root_file()
+            remembered.parent.mkdir(parents=True, exist_ok=True)
+            remembered.write_text(f"{self.settings.root}\n")
+        except OSError as error:  # a read-only home only costs the convenience
+            log.debug("Could not remember the local root: %s", error)
 
     def _read_endpoint(self, name: str) -> Endpoint | None:
         path = self._endpoint_dir(name) / "endpoint.json"
