@@ -65,7 +65,7 @@ class FakeKfpState:
     """What the fake server holds; tests read and script it."""
 
     multi_user: bool = True
-    server_version: str = "2.17.0"  # a release with protos under tests/kubeflow/protos
+    server_version: str = "2.2.0"  # the default target; a release under tests/kubeflow/protos
     tag_name: str | None = None  # what healthz reports; None: server_version
     # version id -> why the server ignored its platform spec (the error protojson gave)
     dropped_platform_specs: dict[str, str] = field(default_factory=dict)

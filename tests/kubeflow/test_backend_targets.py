@@ -110,3 +110,18 @@ def test_older_targets_emit_no_ttl_and_2_17_emits_resource_ttl_on_completion(rel
 def test_an_unsupported_release_is_refused_naming_the_supported_ones() -> None:
     with pytest.raises(UnsupportedBackendError, match=r"'2\.1\.0'.*2\.2\.0, 2\.3\.0"):
         CompileOptions(kfp_backend="2.1.0")
+
+
+def test_submit_refuses_a_server_of_another_release_naming_both() -> None:
+    from skinlesion.kubeflow.submit import BackendMismatchError, check_server_version
+
+    check_server_version("2.5.0", "2.5.0")
+    check_server_version("unknown", "2.2.0")  # not reported: a warning, no refusal
+    with pytest.raises(BackendMismatchError, match=r"runs 2\.16\.0.*KFP 2\.2\.0.*KFP_BACKEND=2"):
+        check_server_version("2.16.0", "2.2.0")
+
+
+def test_healthz_reports_the_release_like_the_server_main_go() -> None:
+    with FakeKfp(FakeKfpState(multi_user=False, server_version="2.5.0")) as fake:
+        body = requests.get(f"{fake.url}{API}/healthz", timeout=10).json()
+    assert body["tag_name"] == "2.5.0" and body["multi_user"] is False

@@ -91,6 +91,7 @@ class CompiledPipeline:
     name: str  # the discovery name (file name under pipelines/)
     text: str
     validated: ValidatedPipeline
+    kfp_backend: str = DEFAULT_BACKEND  # the KFP release the text was compiled for
 
     @property
     def pipeline_name(self) -> str:
@@ -225,7 +226,9 @@ def compile_pipeline(
     default_image = default_pipeline_image() if options.image is not None else ""
     text = render(header, apply_options(documents, options, default_image))
     validated = validate_documents(load_documents(text), options.target)
-    return CompiledPipeline(name=entry.name, text=text, validated=validated)
+    return CompiledPipeline(
+        name=entry.name, text=text, validated=validated, kfp_backend=options.kfp_backend
+    )
 
 
 def compile_to_file(
