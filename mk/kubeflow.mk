@@ -10,6 +10,8 @@ pipeline ?=
 # The schedule that schedule-pause / schedule-resume / schedule-delete act on.
 name ?=
 IMAGE ?=
+# The KFP server release to compile for (docs/kubeflow.md); empty: the params file's, else 2.2.0.
+KFP_BACKEND ?=
 PIPELINE_ROOT ?=
 WAIT ?=
 ARGS ?=
@@ -21,8 +23,9 @@ KF_RUN_ENV = $(if $(IMAGE_TAG),IMAGE_TAG=$(IMAGE_TAG))
 .PHONY: compile submit schedule schedules schedule-pause schedule-resume schedule-delete \
 	kubeflow-check test-kubeflow _kf-need-name
 
-compile: $(STAMP) ## Compile pipelines to build/pipelines/<name>.yaml, validated strictly (pipeline=<name> IMAGE=<uri> PIPELINE_ROOT=s3://...)
+compile: $(STAMP) ## Compile pipelines to build/pipelines/<name>.yaml for KFP_BACKEND (default 2.2.0), validated strictly (pipeline=<name> IMAGE=<uri> PIPELINE_ROOT=s3://...)
 	$(KF) compile $(if $(pipeline),--pipeline $(pipeline)) $(if $(IMAGE),--image $(IMAGE)) \
+		$(if $(KFP_BACKEND),--kfp-backend $(KFP_BACKEND)) \
 		$(if $(PIPELINE_ROOT),--pipeline-root $(PIPELINE_ROOT))
 
 kubeflow-check: $(STAMP) ## Sign in to ENV's Kubeflow and find (or create) its experiment
@@ -30,7 +33,8 @@ kubeflow-check: $(STAMP) ## Sign in to ENV's Kubeflow and find (or create) its e
 
 submit: $(STAMP) ## Upload a pipeline version and start a run in ENV (pipeline=training IMAGE= WAIT=1 ARGS="--set epochs=2")
 	$(KF_RUN_ENV) $(KF) submit --pipeline $(or $(pipeline),training) $(KF_ENV_ARGS) \
-		$(if $(IMAGE),--image $(IMAGE)) $(if $(WAIT),--wait) $(ARGS)
+		$(if $(IMAGE),--image $(IMAGE)) $(if $(KFP_BACKEND),--kfp-backend $(KFP_BACKEND)) \
+		$(if $(WAIT),--wait) $(ARGS)
 
 schedule: $(STAMP) ## Create or replace the recurring runs of pipelines/schedules.yaml in ENV
 	$(KF_RUN_ENV) $(KF) schedule $(KF_ENV_ARGS) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)

@@ -6,6 +6,16 @@ run here: no Kubernetes cluster, no Argo, no MySQL. It implements the endpoints 
 upload_version, list, versions), runs (create, get) and recurring runs (create, list, delete,
 enable, disable) - with the JSON shapes, filters, pagination and auth behaviour of the real
 server, and it records every request so tests can assert the bodies the client sends.
+
+It plays one KFP release (``FakeKfpState.server_version``) and parses uploads as that release's
+API server does (backend/src/apiserver/template/v2_template.go, ``NewV2SpecTemplate``): the
+pipeline spec with ``protojson.Unmarshal`` against that release's protos (unknown fields: HTTP
+400 "invalid v2 pipeline spec"), schemaVersion 2.1.0, a non-empty name; a platform-spec document
+that does not parse is dropped without a word (``IsPlatformSpecWithKubernetesConfig`` returns
+false), which the fake records in ``dropped_platform_specs``. At run creation it plays the
+driver: each Kubernetes executor config is parsed strictly (jsonpb before 2.5, protojson later)
+and a config the release cannot parse fails the run. Healthz answers ``tag_name`` as the server's
+main.go writes it.
 """
 
 from __future__ import annotations
@@ -20,6 +30,10 @@ from http.cookies import SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+import yaml
+from google.protobuf import json_format
+from tests.kubeflow.kfp_protos import release_protos
 
 API = "/apis/v2beta1"
 UI_PREFIX = "/pipeline"
@@ -51,6 +65,11 @@ class FakeKfpState:
     """What the fake server holds; tests read and script it."""
 
     multi_user: bool = True
+    server_version: str = "2.2.0"  # the default target; a release under tests/kubeflow/protos
+    tag_name: str | None = None  # what healthz reports; None: server_version
+    # version id -> why the server ignored its platform spec (the error protojson gave)
+    dropped_platform_specs: dict[str, str] = field(default_factory=dict)
+    platform_specs: dict[str, dict[str, Any]] = field(default_factory=dict)  # version id -> spec
     # Accepted credentials: a bearer token, cookies that must all be present, or a Dex user.
     tokens: set[str] = field(default_factory=set)
     cookies: dict[str, str] = field(default_factory=dict)
@@ -266,7 +285,10 @@ class _Handler(BaseHTTPRequestHandler):
         q = {k: v[0] for k, v in query.items()}
         segments = path.strip("/").split("/")
         if method == "GET" and path == "/healthz":
-            self._send(200, {"multi_user": state.multi_user})
+            tag = state.server_version if state.tag_name is None else state.tag_name
+            self._send(
+                200, {"commit_sha": "0123abc", "tag_name": tag, "multi_user": state.multi_user}
+            )
         elif path == "/experiments" and method == "GET":
             namespace = q.get("namespace", "")
             items = [
@@ -308,6 +330,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(409, f"pipeline {name} already exists")
                 return
             content = _multipart_file(headers, body)
+            problem = self._check_template(content)
+            if problem:
+                self._error(400, problem)
+                return
             pipeline = {
                 "pipeline_id": _new_id(),
                 "display_name": name,
@@ -332,9 +358,12 @@ class _Handler(BaseHTTPRequestHandler):
             ):
                 self._error(409, f"version {name} already exists")
                 return
-            version = self._add_version(
-                pipeline_id, name, q.get("description", ""), _multipart_file(headers, body)
-            )
+            content = _multipart_file(headers, body)
+            problem = self._check_template(content)
+            if problem:
+                self._error(400, problem)
+                return
+            version = self._add_version(pipeline_id, name, q.get("description", ""), content)
             self._send(200, version)
         elif len(segments) == 3 and segments[0] == "pipelines" and segments[2] == "versions":
             items = [
@@ -347,17 +376,23 @@ class _Handler(BaseHTTPRequestHandler):
             self._page(items, query, "pipeline_versions")
         elif path == "/runs" and method == "POST":
             request = json.loads(body)
+            driver_error = self._driver_error(request)
             run = {
                 **request,
                 "run_id": _new_id(),
-                "state": "PENDING",
+                "state": "FAILED" if driver_error else "PENDING",
                 "created_at": CREATED_AT,
                 "storage_state": "AVAILABLE",
             }
+            if driver_error:
+                run["error"] = {"code": 2, "message": driver_error}
             state.runs[run["run_id"]] = run
             self._send(200, run)
         elif len(segments) == 2 and segments[0] == "runs" and method == "GET":
             run = state.runs[segments[1]]
+            if run.get("error") and run["state"] == "FAILED":
+                self._send(200, run)
+                return
             poll = state._polls.get(run["run_id"], 0)
             state._polls[run["run_id"]] = poll + 1
             run["state"] = state.run_states[min(poll, len(state.run_states) - 1)]
@@ -396,6 +431,64 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._error(404, f"{method} {API}{path} is not implemented by the fake")
 
+    def _check_template(self, content: bytes) -> str:
+        """The server's NewV2SpecTemplate: '' if accepted, else its 400 message."""
+        protos = release_protos(self.server.state.server_version)
+        self._platform: dict[str, Any] | None = None
+        self._dropped = ""
+        spec_seen = False
+        try:
+            documents = [d for d in yaml.safe_load_all(content) if d is not None]
+        except yaml.YAMLError as error:
+            return f"unable to decode yaml document: {error}"
+        for document in documents:
+            if isinstance(document, dict) and (
+                "pipelineInfo" in document or "pipeline_info" in document
+            ):  # isPipelineSpec
+                if spec_seen:
+                    return "multiple pipeline specs provided"
+                spec_seen = True
+                try:
+                    spec = protos.parse(document, "ml_pipelines.PipelineSpec")
+                except json_format.ParseError as error:
+                    return f"invalid v2 pipeline spec: {error}"
+                if spec.schema_version != "2.1.0":
+                    return (
+                        "KFP only supports schema version 2.1.0, but the pipeline spec has "
+                        f"version {spec.schema_version}"
+                    )
+                if not spec.pipeline_info.name:
+                    return "invalid v2 pipeline spec: name is empty"
+            else:
+                try:
+                    platform = protos.parse(document, "ml_pipelines.PlatformSpec")
+                except json_format.ParseError as error:
+                    self._dropped = str(error)  # the server ignores the document silently
+                    continue
+                if "kubernetes" in platform.platforms:
+                    if self._platform is not None:
+                        return "multiple platform specs provided"
+                    self._platform = document
+        if not spec_seen:
+            return "no pipeline spec is provided"
+        return ""
+
+    def _driver_error(self, request: dict[str, Any]) -> str:
+        """The driver's strict parse of each executor's Kubernetes config, at run time."""
+        state = self.server.state
+        version_id = request.get("pipeline_version_reference", {}).get("pipeline_version_id", "")
+        platform = state.platform_specs.get(version_id)
+        if platform is None:
+            return ""
+        protos = release_protos(state.server_version)
+        executors = platform["platforms"]["kubernetes"].get("deploymentSpec", {})
+        for label, config in sorted(executors.get("executors", {}).items()):
+            try:
+                protos.parse(config, "kfp_kubernetes.KubernetesExecutorConfig")
+            except json_format.ParseError as error:
+                return f"driver: {label}: failed to unmarshal kubernetes config: {error}"
+        return ""
+
     def _add_version(
         self, pipeline_id: str, name: str, description: str, content: bytes
     ) -> dict[str, Any]:
@@ -409,6 +502,10 @@ class _Handler(BaseHTTPRequestHandler):
         }
         self.server.state.versions[version["pipeline_version_id"]] = version
         self.server.state.uploads[version["pipeline_version_id"]] = content
+        if getattr(self, "_platform", None) is not None:
+            self.server.state.platform_specs[version["pipeline_version_id"]] = self._platform
+        if getattr(self, "_dropped", ""):
+            self.server.state.dropped_platform_specs[version["pipeline_version_id"]] = self._dropped
         return version
 
 

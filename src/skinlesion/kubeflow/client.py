@@ -51,6 +51,8 @@ def _filter_equals(key: str, value: str) -> str:
 class KubeflowClient:
     """The KFP API calls of the ``skinlesion kubeflow`` commands."""
 
+    server_version = "unknown"  # healthz's tag_name; "unknown" where the server is not told
+
     def __init__(self, kfp_client: Any, settings: KubeflowSettings) -> None:
         self.kfp = kfp_client
         self.settings = settings
@@ -276,7 +278,7 @@ class KubeflowClient:
         )
 
 
-def check_connection(settings: KubeflowSettings, sign: SignIn) -> None:
+def check_connection(settings: KubeflowSettings, sign: SignIn) -> dict[str, Any]:
     """GET healthz with the credentials, redirects not followed, to fail early and clearly.
 
     In front of KFP, Kubeflow's gateway redirects an unauthenticated request to the login page
@@ -314,6 +316,9 @@ def check_connection(settings: KubeflowSettings, sign: SignIn) -> None:
             f"({response.headers.get('Content-Type', 'no content type')}), not the KFP API; "
             "check kubeflow.host (it ends with /pipeline on Kubeflow)."
         )
+    # The API server's main.go writes commit_sha, tag_name (its release) and multi_user here.
+    health = response.json()
+    return health if isinstance(health, dict) else {}
 
 
 def connect(settings: KubeflowSettings, credentials: Credentials | None = None) -> KubeflowClient:
@@ -328,9 +333,11 @@ def connect(settings: KubeflowSettings, credentials: Credentials | None = None) 
 
     credentials = credentials or Credentials.from_environment()
     sign = sign_in(settings, credentials)
-    check_connection(settings, sign)
+    health = check_connection(settings, sign)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         # kfp warns that it needs KFP >= 2.0.0-beta.2 on every construction.
         warnings.simplefilter("ignore", FutureWarning)
         kfp_client = Client(**sign.kfp_arguments)
-    return KubeflowClient(kfp_client, settings)
+    client = KubeflowClient(kfp_client, settings)
+    client.server_version = str(health.get("tag_name") or "unknown")
+    return client

@@ -64,6 +64,11 @@ def _add_compile_options(parser: argparse.ArgumentParser) -> None:
         help="turn caching on for every task",
     )
     parser.add_argument(
+        "--kfp-backend",
+        default=None,
+        help="the KFP server release to compile for (docs/kubeflow.md lists the supported ones)",
+    )
+    parser.add_argument(
         "--jobs-in-pod",
         action="store_true",
         default=None,
@@ -132,6 +137,7 @@ def _compile_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "image": args.image,
         "enable_caching": args.enable_caching,
         "jobs_in_pod": args.jobs_in_pod,
+        "kfp_backend": args.kfp_backend,
     }
 
 
@@ -146,6 +152,7 @@ def compile_command(args: argparse.Namespace) -> int:
         pipeline_root=args.pipeline_root,
         enable_caching=args.enable_caching,
         jobs_in_pod=bool(args.jobs_in_pod),
+        **({"kfp_backend": args.kfp_backend} if args.kfp_backend else {}),
     )
     if args.pipeline:
         entries = [get_pipeline(name, args.pipelines_dir) for name in args.pipeline]

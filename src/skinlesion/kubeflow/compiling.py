@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from skinlesion.kubeflow.discovery import PipelineEntry
+from skinlesion.kubeflow.targets import DEFAULT_BACKEND, BackendTarget, target
 from skinlesion.kubeflow.tasks import IN_POD_JOB_COMPONENTS, IN_POD_JOB_RESOURCES
 from skinlesion.kubeflow.validation import (
     ValidatedPipeline,
@@ -54,8 +55,14 @@ class CompileOptions:
     pipeline_root: str | None = None  # the spec's defaultPipelineRoot (a run may override it)
     enable_caching: bool | None = None  # overrides every task's caching option
     jobs_in_pod: bool = False  # backend=local on a cluster: size the job steps' pods for work
+    kfp_backend: str = DEFAULT_BACKEND  # the KFP server release the YAML must suit
+
+    @property
+    def target(self) -> BackendTarget:
+        return target(self.kfp_backend)
 
     def __post_init__(self) -> None:
+        target(self.kfp_backend)  # raises naming the supported releases
         if self.image is not None and not IMAGE_PATTERN.match(self.image):
             raise CompileOptionError(
                 f"Invalid image {self.image!r}. Accepted: <registry>/<repository>:<tag> or "
@@ -84,6 +91,7 @@ class CompiledPipeline:
     name: str  # the discovery name (file name under pipelines/)
     text: str
     validated: ValidatedPipeline
+    kfp_backend: str = DEFAULT_BACKEND  # the KFP release the text was compiled for
 
     @property
     def pipeline_name(self) -> str:
@@ -152,7 +160,40 @@ def apply_options(
                     "resourceMemoryRequest": size.memory_request,
                     "resourceMemoryLimit": size.memory_limit,
                 }
+    if len(docs) == 2:
+        adapt_platform_spec(docs[1], options.target)
     return docs
+
+
+def adapt_platform_spec(platform: dict[str, Any], backend: BackendTarget) -> None:
+    """Remove from the platform spec, in place, what ``backend``'s server does not know.
+
+    The server drops a platform spec it cannot parse (and with it every pod's Kubernetes
+    settings), and drivers before 2.15 fail a task on ``configMapAsEnv[].optional``.
+    """
+    kubernetes = platform.get("platforms", {}).get("kubernetes", {})
+    config = kubernetes.get("pipelineConfig")
+    if config is not None:
+        ttl_keys = [k for k in config if k.startswith("resourceTtl")]
+        for key in ttl_keys:
+            if key != backend.ttl_field:
+                value = config.pop(key)
+                log.warning(
+                    "KFP %s applies no pipeline TTL; dropped %s=%s (the cluster's own workflow "
+                    "TTL applies)",
+                    backend.version,
+                    key,
+                    value,
+                )
+        if not backend.has_pipeline_config or not config:
+            del kubernetes["pipelineConfig"]
+    for executor in kubernetes.get("deploymentSpec", {}).get("executors", {}).values():
+        for entry in executor.get("configMapAsEnv", []):
+            if not backend.config_map_optional:
+                entry.pop("optional", None)
+            # kfp-kubernetes writes the constant name twice; older servers know only the first.
+            if not backend.config_map_name_parameter and entry.get("configMapName"):
+                entry.pop("configMapNameParameter", None)
 
 
 def _split_header(text: str) -> tuple[str, str]:
@@ -184,8 +225,10 @@ def compile_pipeline(
     validate_documents(documents)  # KFP's own output first, so a failure points at the code
     default_image = default_pipeline_image() if options.image is not None else ""
     text = render(header, apply_options(documents, options, default_image))
-    validated = validate_documents(load_documents(text))
-    return CompiledPipeline(name=entry.name, text=text, validated=validated)
+    validated = validate_documents(load_documents(text), options.target)
+    return CompiledPipeline(
+        name=entry.name, text=text, validated=validated, kfp_backend=options.kfp_backend
+    )
 
 
 def compile_to_file(

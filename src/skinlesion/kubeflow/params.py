@@ -29,7 +29,7 @@ from skinlesion.kubeflow.validation import ParameterInput
 
 DEFAULT_PARAMS_DIR = Path("pipelines/params")
 SECTIONS = ("kubeflow", "compile", "pipelines")
-COMPILE_KEYS = ("image", "enable_caching", "jobs_in_pod")
+COMPILE_KEYS = ("image", "enable_caching", "jobs_in_pod", "kfp_backend")
 PLACEHOLDER = re.compile(r"\$\{(?P<body>[^}]+)\}")
 
 

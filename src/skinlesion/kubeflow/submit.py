@@ -27,6 +27,13 @@ from skinlesion.kubeflow.compiling import (
 from skinlesion.kubeflow.discovery import PipelineEntry
 from skinlesion.kubeflow.params import EnvironmentParams, ParamsError, check_arguments
 from skinlesion.kubeflow.settings import KubeflowSettings
+from skinlesion.kubeflow.targets import (
+    SUPPORTED_BACKENDS,
+    UnsupportedBackendError,
+    parse_version,
+    target,
+    target_for_server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +152,45 @@ def default_run_name(prepared: PreparedPipeline, env: str, now: datetime | None 
     return f"{prepared.entry.name} {env} {prepared.revision.short} {stamp}"
 
 
+class BackendMismatchError(ValueError):
+    """The pipeline was compiled for another KFP release than the server runs."""
+
+
+def check_server_version(server_version: str, kfp_backend: str) -> None:
+    """Raise if the server reports a release of another line than ``kfp_backend``."""
+    if server_version in ("", "unknown"):
+        log.warning(
+            "the KFP API does not report its version (healthz tag_name %r); submitting the "
+            "pipeline compiled for KFP %s unchecked",
+            server_version,
+            kfp_backend,
+        )
+        return
+    try:
+        same = target(kfp_backend).matches(server_version)
+    except UnsupportedBackendError:
+        same = False
+    if not same:
+        suggestion = target_for_server(server_version) if _parses(server_version) else None
+        hint = (
+            f"compile for it: KFP_BACKEND={suggestion.version}"
+            if suggestion
+            else f"supported: {', '.join(SUPPORTED_BACKENDS)}"
+        )
+        raise BackendMismatchError(
+            f"The KFP server runs {server_version}, but the pipeline was compiled for KFP "
+            f"{kfp_backend}; {hint}."
+        )
+
+
+def _parses(version: str) -> bool:
+    try:
+        parse_version(version)
+    except UnsupportedBackendError:
+        return False
+    return True
+
+
 def submit(
     client: KubeflowClient,
     prepared: PreparedPipeline,
@@ -155,6 +201,7 @@ def submit(
     """Upload the pipeline version (unless there) and create a run in the experiment."""
     if settings.pipeline_root:
         check_pipeline_root(settings.pipeline_root)
+    check_server_version(client.server_version, prepared.compiled.kfp_backend)
     experiment_id = client.experiment_id(settings.experiment)
     version = client.ensure_pipeline_version(
         str(prepared.path),

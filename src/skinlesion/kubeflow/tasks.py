@@ -101,13 +101,12 @@ def aws_step(task: dsl.PipelineTask, *, cache: bool) -> dsl.PipelineTask:
     )
     task.set_caching_options(cache)
     _small_pod(task)
-    # Optional: the backend names any missing setting when it needs it (backend=local needs
-    # none), and a namespace without the ConfigMap still runs the local backend.
+    # Not optional: KFP before 2.15 has no such switch, so manifests/base/settings.yaml carries
+    # every key (empty = the default in settings.py); tests check that the two agree.
     kubernetes.use_config_map_as_env(
         task,
         config_map_name=SETTINGS_CONFIG_MAP,
         config_map_key_to_env={name: name for name in settings_env()},
-        optional=True,
     )
     return task
 

@@ -23,6 +23,8 @@ from google.protobuf.message import Message
 from kfp.kubernetes import kubernetes_executor_config_pb2
 from kfp.pipeline_spec import pipeline_spec_pb2
 
+from skinlesion.kubeflow.targets import BackendTarget
+
 SCHEMA_VERSION = "2.1.0"
 KNOWN_PLATFORMS = ("kubernetes",)
 # KFP's default base image for lightweight components: python:3.11 and friends.
@@ -141,8 +143,52 @@ def _check_references(
                     )
 
 
-def validate_documents(documents: list[Any]) -> ValidatedPipeline:
-    """Validate the YAML documents of a compiled pipeline; raise on the first problem."""
+def check_target(documents: list[Any], backend: BackendTarget) -> None:
+    """Reject what ``backend``'s server does not know (see skinlesion.kubeflow.targets).
+
+    The installed protos are the newest release's; these are the differences to the older ones
+    that our compiler can emit. The server would drop the platform spec silently (or its driver
+    fail the task), so the compile fails here instead, naming both.
+    """
+    if len(documents) < 2:
+        return
+    kubernetes = documents[1].get("platforms", {}).get("kubernetes", {})
+    config = kubernetes.get("pipelineConfig")
+    if config is not None:
+        if not backend.has_pipeline_config:
+            raise PipelineValidationError(
+                f"KFP {backend.version}: platforms.kubernetes has no field named "
+                '"pipelineConfig" (it exists from KFP 2.4.0).'
+            )
+        for key in config:
+            if key.startswith("resourceTtl") and key != backend.ttl_field:
+                raise PipelineValidationError(
+                    f"KFP {backend.version}: pipelineConfig has no field named {key!r} that the "
+                    f"server applies (accepted: {backend.ttl_field or 'none'}); compile with "
+                    f"--kfp-backend {backend.version}."
+                )
+    newer = (
+        ("optional", backend.config_map_optional, "2.15.0"),
+        ("configMapNameParameter", backend.config_map_name_parameter, "2.5.0"),
+    )
+    executors = kubernetes.get("deploymentSpec", {}).get("executors", {})
+    for label, executor in sorted(executors.items()):
+        for entry in executor.get("configMapAsEnv", []):
+            for name, known, since in newer:
+                if not known and name in entry:
+                    raise PipelineValidationError(
+                        f"KFP {backend.version}: executor {label}: configMapAsEnv has no field "
+                        f'named "{name}" (it exists from KFP {since}); its driver fails the task.'
+                    )
+
+
+def validate_documents(
+    documents: list[Any], backend: BackendTarget | None = None
+) -> ValidatedPipeline:
+    """Validate the YAML documents of a compiled pipeline; raise on the first problem.
+
+    With ``backend``, also reject what that KFP release does not accept.
+    """
     if len(documents) not in (1, 2):
         raise PipelineValidationError(
             f"A compiled pipeline has 1 or 2 YAML documents (pipeline spec, then platform "
@@ -184,6 +230,8 @@ def validate_documents(documents: list[Any]) -> ValidatedPipeline:
             kubernetes_executors[label] = _strict(
                 config, kubernetes_executor_config_pb2.KubernetesExecutorConfig(), where
             )
+    if backend is not None:
+        check_target(documents, backend)
     return ValidatedPipeline(
         spec=spec,
         deployment=deployment,
