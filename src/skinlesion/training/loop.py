@@ -363,9 +363,9 @@ def _cosine_warmup_steps(total_steps: int) -> int:
 
 
 def schedule_peak_step(config: TrainConfig, total_steps: int) -> int:
-    """How many scheduler steps it takes the learning rate to reach its peak (end of warm-up)."""
+    """The scheduler step from which the learning rate never rises again: the warm-up's end."""
     if config.schedule == "onecycle":
-        # OneCycleLR's first phase ends at step float(pct_start * total_steps) - 1.
+        # OneCycleLR's rising phase ends at step float(pct_start * total_steps) - 1.
         return max(0, math.ceil(ONECYCLE_PCT_START * total_steps - 1))
     if config.schedule == "cosine":
         return _cosine_warmup_steps(total_steps) - 1  # factor (step + 1) / warmup reaches 1
