@@ -24,6 +24,10 @@ DEVICES = ("auto", "cpu", "cuda")
 # Test-time augmentation of the saved model: 1, 4 (flips) or 8 (dihedral) views per image.
 TTA_VIEWS = ("none", "flips", "dihedral")
 
+# Shared by preprocessing and training (the pipeline passes one image_size and one seed to both).
+DEFAULT_IMAGE_SIZE = 96
+DEFAULT_SEED = 42
+
 Architecture = Literal[
     "efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "resnet50", "densenet121"
 ]
@@ -48,10 +52,10 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
 class PreprocessConfig:
     """Settings of the preprocessing job."""
 
-    image_size: int = 96
+    image_size: int = DEFAULT_IMAGE_SIZE
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     max_invalid_fraction: float = 0.05
     workers: int = 0  # 0: one per core
 
@@ -78,7 +82,7 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    image_size: int = 96
+    image_size: int = DEFAULT_IMAGE_SIZE
     schedule: str = "onecycle"
     balancing: str = "weighted_loss"
     label_smoothing: float = 0.0
@@ -88,7 +92,7 @@ class TrainConfig:
     # Early stopping reads an exponential moving average of validation balanced accuracy:
     # smoothed = s * smoothed + (1 - s) * this epoch's; 0 reads the raw per-epoch figure.
     early_stopping_smoothing: float = 0.5
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     deterministic: bool = False
     precision: str = "auto"
     device: str = "auto"

@@ -88,7 +88,7 @@ def test_auto_on_a_sagemaker_gpu_instance_without_cuda_fails(tmp_path: Path) -> 
     assert current_instance_type(env) == "ml.g4dn.xlarge"
     evidence = gpu_evidence(env)
     assert evidence == ["SageMaker instance type ml.g4dn.xlarge"]
-    with pytest.raises(DeviceUnavailableError, match="SageMaker instance type ml.g4dn.xlarge"):
+    with pytest.raises(DeviceUnavailableError, match=r"SageMaker instance type ml\.g4dn\.xlarge"):
         select_device("auto", evidence=evidence)
     assert gpu_evidence({"SM_NUM_GPUS": "4"}) == ["SM_NUM_GPUS=4"]
 
@@ -104,7 +104,7 @@ def test_auto_on_a_cpu_host_and_cpu_anywhere_train_on_the_cpu(tmp_path: Path) ->
 
 def test_device_is_a_validated_setting() -> None:
     assert TrainConfig().device == "auto"
-    with pytest.raises(ConfigError, match="Invalid device 'gpu'. Accepted: auto, cpu, cuda."):
+    with pytest.raises(ConfigError, match=r"Invalid device 'gpu'\. Accepted: auto, cpu, cuda\."):
         TrainConfig.from_hyperparameters({"device": "gpu"})
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -56,7 +57,9 @@ def test_no_stop_while_the_learning_rate_warms_up() -> None:
 
 def test_patience_zero_never_stops_and_nan_does_not_poison_the_average() -> None:
     assert first_stop([0.9, 0.1, 0.1, 0.1], patience=0, smoothing=0.5) is None
-    assert smooth([math.nan, 0.5, math.nan, 0.7], 0.5) == pytest.approx([math.nan, 0.5, 0.5, 0.6], nan_ok=True)
+    assert smooth([math.nan, 0.5, math.nan, 0.7], 0.5) == pytest.approx(
+        [math.nan, 0.5, 0.5, 0.6], nan_ok=True
+    )
 
 
 def test_the_documented_real_data_run_is_not_stopped() -> None:
@@ -85,8 +88,8 @@ def test_schedule_peak_step_is_where_the_scheduler_peaks(schedule: str, total_st
     highest = rates.index(max(rates))
     peak = schedule_peak_step(config, total_steps)
     assert highest <= peak <= highest + 1
-    assert all(a < b for a, b in zip(rates[:highest], rates[1 : highest + 1], strict=True))
-    assert all(a >= b for a, b in zip(rates[peak:], rates[peak + 1 :], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(rates[: highest + 1]))
+    assert all(a >= b for a, b in itertools.pairwise(rates[peak:]))
 
 
 def test_warmup_epochs_count_the_epochs_that_end_before_the_peak() -> None:
