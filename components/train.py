@@ -15,14 +15,18 @@ def train(
     batch_size: int,
     learning_rate: float,
     image_size: int,
+    pretrained: str,
+    freeze_stages: int,
+    tta: str,
+    weight_decay: float,
+    label_smoothing: float,
     model: Output[Model],
-    pretrained: str = "auto",
-    freeze_stages: int = 0,
-    tta: str = "none",
-    weight_decay: float = 0.0001,
-    label_smoothing: float = 0.0,
 ):
     """Train ``architecture`` and write model.tar.gz into the ``model`` artifact.
+
+    No hyperparameter has a default here: the pipeline passes every one, and its defaults are
+    ``TrainConfig``'s (a default typed here would be a second copy; KFP embeds this function's
+    source in the step, so it cannot refer to ``TrainConfig`` in its signature).
 
     Args:
         backend: ``local`` or ``sagemaker``.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import logging
 import os
@@ -19,34 +20,73 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from skinlesion.config import ConfigError, TrainConfig
 from skinlesion.logs import configure_logging
 
 log = logging.getLogger("skinlesion.demo")
 
 
+PARAMS_DIR = Path(__file__).resolve().parent / "params"
+# The generated sample's recipe, and the real-data one (docs/benchmarks.md says how it was chosen).
+SAMPLE_RECIPE_FILE = PARAMS_DIR / "demo-sample.yaml"
+REAL_RECIPE_FILE = PARAMS_DIR / "demo-real.yaml"
+RECIPE_KEYS = ("train", "threshold")
+
+
+class RecipeError(ValueError):
+    """A demo recipe file is malformed; the message names the file and what is accepted."""
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """Pipeline arguments for one kind of data."""
+    """Pipeline arguments for one kind of data: training settings and the gate's threshold."""
 
-    architecture: str
-    image_size: int
-    epochs: int
-    batch_size: int
-    learning_rate: float
+    config: TrainConfig
     threshold: float
-    freeze_stages: int = 0
-    tta: str = "none"
-    weight_decay: float = 0.0001
-    label_smoothing: float = 0.0
+    source: Path
 
 
-# The generated sample is small and easy: a short run at low resolution clears the gate.
-SAMPLE_RECIPE = Recipe("efficientnet_lite0", 64, 8, 32, 0.003, 0.90)
-# Real dermoscopy (HAM10000 / ISIC 2019): see docs/benchmarks.md for how it was chosen.
-# Stem and the three highest-resolution stages stay at their ImageNet weights: 1.9x the epochs
-# in the same time on CPU.
-# Weight decay 0.05 with label smoothing 0.1 did worse on the same split (docs/benchmarks.md).
-REAL_RECIPE = Recipe("efficientnet_lite0", 160, 20, 64, 0.002, 0.60, freeze_stages=4)
+def pipeline_train_settings() -> tuple[str, ...]:
+    """The TrainConfig settings that the train step takes (the training pipeline has a parameter
+    of the same name for each). Others, such as seed, would not reach training: refused."""
+    from components.train import train
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return tuple(n for n in train.component_spec.inputs or {} if n in names)
+
+
+def load_recipe(path: Path) -> Recipe:
+    """Read a recipe file; unknown or invalid settings are refused, naming what is accepted."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise RecipeError(f"Cannot read the demo recipe {path}: {error}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"Invalid demo recipe {path}: expected a mapping with {RECIPE_KEYS}.")
+    unknown = sorted(set(raw) - set(RECIPE_KEYS))
+    missing = [k for k in RECIPE_KEYS if k not in raw]
+    if unknown or missing:
+        raise RecipeError(
+            f"Invalid demo recipe {path}: unknown keys {unknown}, missing keys {missing}. "
+            f"Accepted: {', '.join(RECIPE_KEYS)}."
+        )
+    train = raw["train"]
+    if not isinstance(train, dict):
+        raise RecipeError(f"Invalid demo recipe {path}: train must map settings to values.")
+    try:
+        config = TrainConfig.from_mapping(
+            train, accepted=pipeline_train_settings(), source=str(path)
+        )
+    except ConfigError as error:
+        raise RecipeError(str(error)) from None
+    threshold = raw["threshold"]
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
+        raise RecipeError(f"Invalid threshold {threshold!r} in {path}: a number in [0, 1].")
+    if not 0 <= threshold <= 1:
+        raise RecipeError(f"Invalid threshold {threshold!r} in {path}: must be in [0, 1].")
+    return Recipe(config=config, threshold=float(threshold), source=path)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -139,13 +179,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.data:
         data_dir = args.data.resolve()
-        recipe = REAL_RECIPE
+        recipe = load_recipe(REAL_RECIPE_FILE)
         log.info("data: %s", data_dir)
     else:
         from skinlesion.data.sample import write_sample
 
         data_dir = workdir / "sample"
-        recipe = SAMPLE_RECIPE
+        recipe = load_recipe(SAMPLE_RECIPE_FILE)
         if not (data_dir / "labels.csv").exists():
             log.info("generating the embedded sample dataset in %s", data_dir)
             write_sample(data_dir)
@@ -153,21 +193,22 @@ def main(argv: list[str] | None = None) -> int:
 
     pipeline_root = workdir / "pipeline-root"
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(pipeline_root))
-    architecture = args.architecture or recipe.architecture
+    log.info("recipe: %s", recipe.source)
+    config = recipe.config
+    architecture = args.architecture or config.architecture
+    config = dataclasses.replace(  # validates the command line's overrides too
+        config,
+        architecture=architecture,
+        epochs=args.epochs or config.epochs,
+        image_size=args.image_size or config.image_size,
+        # Stage counts differ between architectures: the recipe's only fits its own.
+        freeze_stages=config.freeze_stages if architecture == recipe.config.architecture else 0,
+    )
     arguments = {
         "data_uri": str(data_dir),
         "backend": "local",
         "labels": args.labels,
-        "architecture": architecture,
-        "epochs": args.epochs or recipe.epochs,
-        "batch_size": recipe.batch_size,
-        "learning_rate": recipe.learning_rate,
-        "image_size": args.image_size or recipe.image_size,
-        # Stage counts differ between architectures: the recipe's only fits its own.
-        "freeze_stages": recipe.freeze_stages if architecture == recipe.architecture else 0,
-        "tta": recipe.tta,
-        "weight_decay": recipe.weight_decay,
-        "label_smoothing": recipe.label_smoothing,
+        **{name: getattr(config, name) for name in pipeline_train_settings()},
         "threshold": args.threshold if args.threshold is not None else recipe.threshold,
         "git_commit": git_commit(),
         "endpoint_name": "skinlesion-demo",

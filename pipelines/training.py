@@ -10,9 +10,14 @@ from components.preprocess import preprocess
 from components.record_decision import record_decision
 from components.register import register
 from components.train import train
+from skinlesion.config import PreprocessConfig, TrainConfig
 from skinlesion.kubeflow.tasks import aws_step, note_step, pipeline_config
 
 PIPELINE_NAME = "skinlesion-training"
+# The hyperparameters' defaults are typed once, in skinlesion.config; KFP's compiler reads the
+# values these evaluate to from the signature.
+_TRAIN = TrainConfig()
+_PREPROCESS = PreprocessConfig()
 
 
 @dsl.pipeline(
@@ -24,16 +29,16 @@ def training_pipeline(
     data_uri: str,
     backend: str = "local",
     labels: str = "",
-    architecture: str = "efficientnet_lite0",
-    pretrained: str = "auto",
-    epochs: int = 8,
-    batch_size: int = 64,
-    learning_rate: float = 0.002,
-    image_size: int = 96,
-    freeze_stages: int = 0,
-    tta: str = "none",
-    weight_decay: float = 0.0001,
-    label_smoothing: float = 0.0,
+    architecture: str = _TRAIN.architecture,
+    pretrained: str = _TRAIN.pretrained,
+    epochs: int = _TRAIN.epochs,
+    batch_size: int = _TRAIN.batch_size,
+    learning_rate: float = _TRAIN.learning_rate,
+    image_size: int = _TRAIN.image_size,
+    freeze_stages: int = _TRAIN.freeze_stages,
+    tta: str = _TRAIN.tta,
+    weight_decay: float = _TRAIN.weight_decay,
+    label_smoothing: float = _TRAIN.label_smoothing,
     threshold: float = 0.7,
     approval_margin: float = 0.0,
     model_group: str = "skinlesion",
@@ -42,7 +47,7 @@ def training_pipeline(
     min_instances: int = 1,
     max_instances: int = 5,
     git_commit: str = "",
-    seed: int = 42,
+    seed: int = _PREPROCESS.seed,
 ):
     """Train and ship a skin lesion classifier.
 

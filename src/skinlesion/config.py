@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import typing
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -17,8 +18,15 @@ PRETRAINED = ("auto", "imagenet", "none")
 BALANCING = ("weighted_loss", "sampler", "none")
 SCHEDULES = ("cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# auto: CUDA when torch sees it, and a hard error when the job was given GPUs torch cannot use
+# (a SageMaker GPU instance type, SM_NUM_GPUS); cuda: a GPU or a hard error.
+DEVICES = ("auto", "cpu", "cuda")
 # Test-time augmentation of the saved model: 1, 4 (flips) or 8 (dihedral) views per image.
 TTA_VIEWS = ("none", "flips", "dihedral")
+
+# Shared by preprocessing and training (the pipeline passes one image_size and one seed to both).
+DEFAULT_IMAGE_SIZE = 96
+DEFAULT_SEED = 42
 
 Architecture = Literal[
     "efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "resnet50", "densenet121"
@@ -44,10 +52,10 @@ def _positive(name: str, value: float, *, allow_zero: bool = False) -> None:
 class PreprocessConfig:
     """Settings of the preprocessing job."""
 
-    image_size: int = 96
+    image_size: int = DEFAULT_IMAGE_SIZE
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    seed: int = 42
+    seed: int = DEFAULT_SEED
     max_invalid_fraction: float = 0.05
     workers: int = 0  # 0: one per core
 
@@ -74,16 +82,20 @@ class TrainConfig:
     batch_size: int = 64
     learning_rate: float = 2e-3
     weight_decay: float = 1e-4
-    image_size: int = 96
+    image_size: int = DEFAULT_IMAGE_SIZE
     schedule: str = "onecycle"
     balancing: str = "weighted_loss"
     label_smoothing: float = 0.0
     freeze_stages: int = 0  # early stages (stem first) kept at their pretrained weights
     tta: str = "none"  # test-time views the saved model averages (validation during training: none)
     patience: int = 5
-    seed: int = 42
+    # Early stopping reads an exponential moving average of validation balanced accuracy:
+    # smoothed = s * smoothed + (1 - s) * this epoch's; 0 reads the raw per-epoch figure.
+    early_stopping_smoothing: float = 0.5
+    seed: int = DEFAULT_SEED
     deterministic: bool = False
     precision: str = "auto"
+    device: str = "auto"
     channels_last: bool = True
     num_workers: int = 0
     augment: bool = True
@@ -97,6 +109,7 @@ class TrainConfig:
         _choice("balancing", self.balancing, BALANCING)
         _choice("precision", self.precision, PRECISIONS)
         _choice("tta", self.tta, TTA_VIEWS)
+        _choice("device", self.device, DEVICES)
         for name in ("epochs", "batch_size", "learning_rate", "image_size"):
             _positive(name, getattr(self, name))
         for name in ("weight_decay", "label_smoothing", "patience", "num_workers", "freeze_stages"):
@@ -111,6 +124,11 @@ class TrainConfig:
                 "weights. Use pretrained=auto or imagenet, or freeze_stages=0."
             )
         _positive("max_steps_per_epoch", self.max_steps_per_epoch, allow_zero=True)
+        if not 0 <= self.early_stopping_smoothing < 1:
+            raise ConfigError(
+                f"Invalid early_stopping_smoothing {self.early_stopping_smoothing!r}: must be in "
+                "[0, 1) (0: the raw per-epoch figure)."
+            )
 
     def to_hyperparameters(self) -> dict[str, str]:
         """The SageMaker form: every value a string (JSON for non-strings)."""
@@ -127,6 +145,29 @@ class TrainConfig:
     def from_hyperparameters(cls, hyperparameters: dict[str, str]) -> TrainConfig:
         """Parse SageMaker's string hyperparameters; unknown names are kept in ``extra``."""
         return _from_strings(cls, hyperparameters)
+
+    @classmethod
+    def from_mapping(
+        cls, values: Mapping[str, Any], *, accepted: Collection[str] | None = None, source: str = ""
+    ) -> TrainConfig:
+        """Validate typed values (a YAML recipe): unknown names are refused, not kept.
+
+        ``accepted`` narrows the names further (those a pipeline can pass on); the rest keep
+        their defaults. ``source`` names where the values came from, for the error message.
+        """
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "extra"]
+        allowed = [n for n in names if accepted is None or n in accepted]
+        where = f" in {source}" if source else ""
+        unknown = sorted(k for k in values if k not in allowed)
+        if unknown:
+            raise ConfigError(
+                f"Unknown training settings {unknown}{where}. Accepted: {', '.join(allowed)}."
+            )
+        strings = {k: v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}
+        try:
+            return _from_strings(cls, strings)
+        except ConfigError as error:
+            raise ConfigError(f"{error} ({source})" if source else str(error)) from None
 
 
 def _from_strings(cls: Any, values: dict[str, str]) -> Any:

@@ -46,3 +46,21 @@ def test_preprocess_fractions_are_bounded() -> None:
         PreprocessConfig(val_fraction=0.6)
     with pytest.raises(ConfigError, match=r"in \[0, 1\]"):
         PreprocessConfig(max_invalid_fraction=1.5)
+
+
+def test_typed_values_are_validated_and_unknown_names_refused() -> None:
+    config = TrainConfig.from_mapping({"epochs": 3, "learning_rate": 0.01, "augment": False})
+    assert (config.epochs, config.learning_rate, config.augment) == (3, 0.01, False)
+    with pytest.raises(ConfigError, match=r"Unknown training settings \['sagemaker_program'\]"):
+        TrainConfig.from_mapping({"sagemaker_program": "train.py"})  # kept by the string form
+    with pytest.raises(ConfigError, match=r"\['patience'\] in recipe.yaml. Accepted: epochs\."):
+        TrainConfig.from_mapping({"patience": 2}, accepted=("epochs",), source="recipe.yaml")
+    with pytest.raises(ConfigError, match=r"Invalid epochs '2.5': expected an integer"):
+        TrainConfig.from_mapping({"epochs": 2.5})
+
+
+def test_device_and_early_stopping_smoothing_round_trip() -> None:
+    config = TrainConfig(device="cuda", early_stopping_smoothing=0.0)
+    assert TrainConfig.from_hyperparameters(config.to_hyperparameters()) == config
+    with pytest.raises(ConfigError, match=r"Invalid device 'tpu'. Accepted: auto, cpu, cuda\."):
+        TrainConfig(device="tpu")

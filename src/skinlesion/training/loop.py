@@ -1,8 +1,11 @@
 """The training loop: fit(), train_one_epoch(), evaluate(); single process or DDP under torchrun.
 
-Shaped like torchvision's classification reference. Selection and early stopping use validation
-balanced accuracy (mean per-class recall, the ISIC 2019 metric). A full checkpoint after every
-epoch makes a restarted job (a reclaimed spot instance) continue exactly where it stopped.
+Shaped like torchvision's classification reference: fit() is build() (model, optimizer,
+schedule, loaders), resume() (a checkpoint, exactly), then train_and_validate() and end_epoch()
+(best weights, early stopping, checkpoint, log line) per epoch, and finish(). Selection uses
+validation balanced accuracy (mean per-class recall, the ISIC 2019 metric); early stopping its
+moving average (skinlesion.training.stopping). A full checkpoint after every epoch makes a
+restarted job (a reclaimed spot instance) continue exactly where it stopped.
 """
 
 from __future__ import annotations
@@ -26,8 +29,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 from skinlesion.artifacts import ModelSpec
 from skinlesion.config import ConfigError, TrainConfig
 from skinlesion.data.store import read_manifest, read_split
-from skinlesion.metrics import balanced_accuracy_from_confusion as balanced_accuracy
-from skinlesion.metrics import recall_from_confusion as recall_per_class
+from skinlesion.metrics import balanced_accuracy_from_confusion, recall_from_confusion
 from skinlesion.models import (
     LesionClassifier,
     autocast,
@@ -47,6 +49,7 @@ from skinlesion.training.checkpointing import (
     save_checkpoint,
     seed_everything,
 )
+from skinlesion.training.devices import select_device
 from skinlesion.training.loader import (
     EpochBatchSampler,
     FixedBatchSampler,
@@ -55,6 +58,7 @@ from skinlesion.training.loader import (
     shard_indices,
 )
 from skinlesion.training.reporting import format_epoch_line
+from skinlesion.training.stopping import early_stopping
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +80,11 @@ TRAJECTORY_KEYS = (
     "augment",
     "max_steps_per_epoch",
 )
+
+
+# torch's OneCycleLR default, named because early stopping needs to know where the peak is.
+ONECYCLE_PCT_START = 0.3
+COSINE_WARMUP_FRACTION = 0.05
 
 
 class CheckpointMismatchError(ValueError):
@@ -107,11 +116,9 @@ class DistributedContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def device(self) -> torch.device:
-        if torch.cuda.is_available():
-            torch.cuda.set_device(self.local_rank)
-            return torch.device("cuda", self.local_rank)
-        return torch.device("cpu")
+    def device(self, requested: str = "auto") -> torch.device:
+        """This process's device; raises DeviceUnavailableError when GPUs were asked in vain."""
+        return select_device(requested, self.local_rank)
 
     def start(self, device: torch.device) -> None:
         if self.enabled and not dist.is_initialized():
@@ -314,11 +321,11 @@ def evaluate(
     distributed.sum(loss_sum)
     matrix = confusion.view(num_classes, num_classes).cpu().numpy()
     total = int(matrix.sum())
-    recalls = recall_per_class(matrix)
+    recalls = recall_from_confusion(matrix)
     return {
         "val_loss": float(loss_sum.item() / max(total, 1)),
         "val_accuracy": float(np.trace(matrix) / max(total, 1)),
-        "val_balanced_accuracy": balanced_accuracy(matrix),
+        "val_balanced_accuracy": balanced_accuracy_from_confusion(matrix),
         "val_recall": [None if np.isnan(r) else float(r) for r in recalls],
         "val_confusion": matrix.tolist(),
     }
@@ -329,9 +336,14 @@ def make_scheduler(
 ) -> LRScheduler:
     """Per-step schedule: one-cycle, or linear warm-up (5% of steps) then cosine to zero."""
     if config.schedule == "onecycle":
-        return OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=total_steps)
+        return OneCycleLR(
+            optimizer,
+            max_lr=config.learning_rate,
+            total_steps=total_steps,
+            pct_start=ONECYCLE_PCT_START,
+        )
     if config.schedule == "cosine":
-        warmup = max(1, round(0.05 * total_steps))
+        warmup = _cosine_warmup_steps(total_steps)
 
         def factor(step: int) -> float:
             if step < warmup:
@@ -341,6 +353,25 @@ def make_scheduler(
 
         return LambdaLR(optimizer, factor)
     raise ConfigError(f"Invalid schedule {config.schedule!r}. Accepted: cosine, onecycle.")
+
+
+def _cosine_warmup_steps(total_steps: int) -> int:
+    return max(1, round(COSINE_WARMUP_FRACTION * total_steps))
+
+
+def schedule_peak_step(config: TrainConfig, total_steps: int) -> int:
+    """The scheduler step from which the learning rate never rises again: the warm-up's end."""
+    if config.schedule == "onecycle":
+        # OneCycleLR's rising phase ends at step float(pct_start * total_steps) - 1.
+        return max(0, math.ceil(ONECYCLE_PCT_START * total_steps - 1))
+    if config.schedule == "cosine":
+        return _cosine_warmup_steps(total_steps) - 1  # factor (step + 1) / warmup reaches 1
+    raise ConfigError(f"Invalid schedule {config.schedule!r}. Accepted: cosine, onecycle.")
+
+
+def warmup_epochs(peak_step: int, steps_per_epoch: int) -> int:
+    """Epochs that end before the learning rate's peak (early stopping ignores them)."""
+    return max(0, (peak_step - 1) // max(1, steps_per_epoch))
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
@@ -392,7 +423,7 @@ def fit(
     reclaimed spot instance would stop; a later call with the same checkpoint dir continues.
     """
     distributed = distributed or DistributedContext.from_environment()
-    device = distributed.device()
+    device = distributed.device(config.device)
     distributed.start(device)
     was_deterministic = torch.are_deterministic_algorithms_enabled()
     try:
@@ -412,15 +443,76 @@ def _fit(
     distributed: DistributedContext,
     device: torch.device,
 ) -> TrainResult:
-    num_workers = config.num_workers
+    """build, resume, then train_and_validate and end_epoch until done (torchvision's main)."""
+    run = build(config, dataset_dir, distributed, device)
+    state = resume(run, checkpoint_dir) if checkpoint_dir is not None else TrainState()
+    resumed_from = state.epoch
+    progress = show_progress(distributed.is_main)
+    interrupted = False
+    while not state.finished and state.epoch < config.epochs:
+        epoch = state.epoch + 1
+        record = train_and_validate(run, epoch, progress=progress)
+        end_epoch(run, state, record, checkpoint_dir)
+        if stop_after_epoch is not None and epoch >= stop_after_epoch and not state.finished:
+            log.warning("Stopping after epoch %d as requested; the checkpoint resumes it.", epoch)
+            interrupted = True
+            break
+    return finish(run, state, resumed_from=resumed_from, interrupted=interrupted)
+
+
+@dataclass
+class TrainingRun:
+    """What build() makes for one run: the model and everything that steps, feeds and scores it."""
+
+    config: TrainConfig
+    distributed: DistributedContext
+    device: torch.device
+    dtype: torch.dtype | None
+    classes: tuple[str, ...]
+    inputs: InputSpec
+    model: LesionClassifier  # unwrapped: checkpoints and the result hold its state
+    network: nn.Module  # model, or its DistributedDataParallel wrapper
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: LRScheduler
+    scaler: torch.amp.GradScaler
+    sampler: EpochBatchSampler
+    train_loader: torch.utils.data.DataLoader[Any]
+    val_loader: torch.utils.data.DataLoader[Any]
+    augment: BatchAugment
+    steps_per_epoch: int
+    warmup_epochs: int  # epochs that end before the learning rate's peak
+    generated_data: bool = False  # the dataset's manifest says its images were generated
+
+    @property
+    def generators(self) -> dict[str, torch.Generator]:
+        """The named generators whose states a checkpoint carries."""
+        return {"augment": self.augment.generator}
+
+
+def _configure_determinism(config: TrainConfig, device: torch.device) -> int:
+    """Set the global determinism switches for ``config``; returns the loader worker count."""
     if config.deterministic:
         # cuBLAS needs this before its first use to be deterministic.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
-        num_workers = 0
-    elif device.type == "cuda":
+        return 0
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    return config.num_workers
+
+
+def build(
+    config: TrainConfig,
+    dataset_dir: Path,
+    distributed: DistributedContext,
+    device: torch.device,
+) -> TrainingRun:
+    """Model, loss, optimizer, schedule, sampler and loaders, seeded as ``config`` says."""
+    # The order of the seeding and of every random draw below is part of the exact-resume
+    # contract: a checkpoint's RNG states replay only the same sequence.
+    num_workers = _configure_determinism(config, device)
     dtype = autocast_dtype(config.precision, device)
 
     manifest = read_manifest(dataset_dir)
@@ -504,131 +596,172 @@ def _fit(
         pin_memory=pin,
     )
     steps_per_epoch = len(sampler)
+    total_steps = config.epochs * steps_per_epoch
     optimizer = make_optimizer(network, config)
-    scheduler = make_scheduler(optimizer, config, config.epochs * steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
-    augment = BatchAugment(config.image_size, seed=config.seed + distributed.rank)
-    generators = {"augment": augment.generator}
+    scheduler = make_scheduler(optimizer, config, total_steps)
+    return TrainingRun(
+        config=config,
+        distributed=distributed,
+        device=device,
+        dtype=dtype,
+        classes=classes,
+        inputs=inputs,
+        model=model,
+        network=network,
+        criterion=criterion,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype is torch.float16),
+        sampler=sampler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+        augment=BatchAugment(config.image_size, seed=config.seed + distributed.rank),
+        steps_per_epoch=steps_per_epoch,
+        warmup_epochs=warmup_epochs(schedule_peak_step(config, total_steps), steps_per_epoch),
+        generated_data=bool(manifest.get("source", {}).get("generated", False)),
+    )
 
-    state = TrainState()
-    resumed_from = 0
-    checkpoint = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
-    if checkpoint is not None and checkpoint_dir is not None:
-        _check_resumable(checkpoint, config, checkpoint_dir)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        sampler.load_state_dict(checkpoint["sampler"])
-        state = TrainState(**checkpoint["train_state"])
-        rng = checkpoint["rng"]
-        if len(rng) == distributed.world_size:
-            restore_rng_state(rng[distributed.rank], generators)
-        else:
-            log.warning(
-                "Checkpoint has RNG states of %d ranks, this run has %d: reseeding, so the "
-                "resumed run will not replay the original exactly.",
-                len(rng),
-                distributed.world_size,
-            )
-            seed_everything(config.seed + 7919 * state.epoch + distributed.rank)
-            augment.generator.manual_seed(config.seed + 7919 * state.epoch + distributed.rank)
-        resumed_from = state.epoch
+
+def resume(run: TrainingRun, checkpoint_dir: Path) -> TrainState:
+    """Load the checkpoint in ``checkpoint_dir`` into ``run``; a fresh state when there is none."""
+    checkpoint = load_checkpoint(checkpoint_dir)
+    if checkpoint is None:
+        return TrainState()
+    config, distributed = run.config, run.distributed
+    _check_resumable(checkpoint, config, checkpoint_dir)
+    run.model.load_state_dict(checkpoint["model"])
+    run.optimizer.load_state_dict(checkpoint["optimizer"])
+    run.scheduler.load_state_dict(checkpoint["scheduler"])
+    run.scaler.load_state_dict(checkpoint["scaler"])
+    run.sampler.load_state_dict(checkpoint["sampler"])
+    state = TrainState(**checkpoint["train_state"])
+    rng = checkpoint["rng"]
+    if len(rng) == distributed.world_size:
+        restore_rng_state(rng[distributed.rank], run.generators)
+    else:
+        log.warning(
+            "Checkpoint has RNG states of %d ranks, this run has %d: reseeding, so the "
+            "resumed run will not replay the original exactly.",
+            len(rng),
+            distributed.world_size,
+        )
+        seed_everything(config.seed + 7919 * state.epoch + distributed.rank)
+        run.augment.generator.manual_seed(config.seed + 7919 * state.epoch + distributed.rank)
+    log.info(
+        "Resuming from %s: %d of %d epochs done, best val_balanced_accuracy %.4f (epoch %d)",
+        checkpoint_dir,
+        state.epoch,
+        config.epochs,
+        state.best_metric,
+        state.best_epoch,
+    )
+    return state
+
+
+def train_and_validate(run: TrainingRun, epoch: int, *, progress: bool = False) -> dict[str, Any]:
+    """Train epoch ``epoch``, validate, and sum the figures over ranks: the epoch's record."""
+    config, distributed = run.config, run.distributed
+    run.sampler.set_epoch(epoch)
+    train_stats = train_one_epoch(
+        run.network,
+        run.criterion,
+        run.optimizer,
+        run.scheduler,
+        run.scaler,
+        run.train_loader,
+        device=run.device,
+        dtype=run.dtype,
+        inputs=run.inputs,
+        augment=run.augment if config.augment else None,
+        epoch=epoch,
+        progress=progress,
+    )
+    val_stats = evaluate(
+        run.network,
+        run.val_loader,
+        device=run.device,
+        dtype=run.dtype,
+        inputs=run.inputs,
+        num_classes=len(run.classes),
+        distributed=distributed,
+    )
+    # Over all ranks: the loss of every image seen, the speed of the whole job.
+    loss_sum, images, speed = distributed.sum(
+        torch.tensor(
+            [
+                train_stats["train_loss"] * train_stats["images"],
+                train_stats["images"],
+                train_stats["images_per_sec"],
+            ],
+            dtype=torch.float64,
+            device=run.device,
+        )
+    ).tolist()
+    train_stats |= {"train_loss": loss_sum / max(images, 1.0), "images": images}
+    return {"epoch": epoch, **train_stats, **val_stats, "images_per_sec": speed}
+
+
+def end_epoch(
+    run: TrainingRun, state: TrainState, record: dict[str, Any], checkpoint_dir: Path | None
+) -> None:
+    """Keep the best weights, log, decide early stopping, and checkpoint (rank 0)."""
+    config, distributed = run.config, run.distributed
+    epoch = record["epoch"]
+    state.epoch = epoch
+    state.global_step += run.steps_per_epoch
+    state.history.append(record)
+    # Selection reads the raw figure (these are the weights of that epoch); stopping, a
+    # judgement about the trend, reads the smoothed one.
+    metric = record["val_balanced_accuracy"]
+    if metric > state.best_metric:
+        state.best_metric, state.best_epoch = metric, epoch
+        state.best_model = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+    if distributed.is_main:
+        log.info("%s", format_epoch_line(record))
+    verdict = early_stopping(
+        [h["val_balanced_accuracy"] for h in state.history],
+        patience=config.patience,
+        smoothing=config.early_stopping_smoothing,
+        warmup_epochs=run.warmup_epochs,
+    )
+    state.epochs_without_improvement = verdict.epochs_without_improvement
+    if verdict.stop:
         log.info(
-            "Resuming from %s: %d of %d epochs done, best val_balanced_accuracy %.4f (epoch %d)",
-            checkpoint_dir,
-            state.epoch,
-            config.epochs,
+            "Stopping early: smoothed val_balanced_accuracy (moving average, smoothing %.2f) "
+            "has not improved for %d epochs after the learning-rate warm-up (best %.4f at "
+            "epoch %d; best single epoch %.4f at epoch %d)",
+            config.early_stopping_smoothing,
+            config.patience,
+            verdict.best_smoothed,
+            verdict.best_smoothed_epoch,
             state.best_metric,
             state.best_epoch,
         )
-
-    progress = show_progress(distributed.is_main)
-    interrupted = False
-    while not state.finished and state.epoch < config.epochs:
-        epoch = state.epoch + 1
-        sampler.set_epoch(epoch)
-        train_stats = train_one_epoch(
-            network,
-            criterion,
-            optimizer,
-            scheduler,
-            scaler,
-            train_loader,
-            device=device,
-            dtype=dtype,
-            inputs=inputs,
-            augment=augment if config.augment else None,
-            epoch=epoch,
-            progress=progress,
+    state.finished = verdict.stop or state.epoch >= config.epochs
+    rng_states = distributed.gather(capture_rng_state(run.generators))
+    if checkpoint_dir is not None and distributed.is_main:
+        save_checkpoint(
+            {
+                "config": config.to_hyperparameters(),
+                "world_size": distributed.world_size,
+                "model": run.model.state_dict(),
+                "optimizer": run.optimizer.state_dict(),
+                "scheduler": run.scheduler.state_dict(),
+                "scaler": run.scaler.state_dict(),
+                "sampler": run.sampler.state_dict(),
+                "train_state": vars(state),
+                "rng": rng_states,
+            },
+            checkpoint_dir,
         )
-        val_stats = evaluate(
-            network,
-            val_loader,
-            device=device,
-            dtype=dtype,
-            inputs=inputs,
-            num_classes=num_classes,
-            distributed=distributed,
-        )
-        state.epoch = epoch
-        state.global_step += steps_per_epoch
-        # Over all ranks: the loss of every image seen, the speed of the whole job.
-        loss_sum, images, speed = distributed.sum(
-            torch.tensor(
-                [
-                    train_stats["train_loss"] * train_stats["images"],
-                    train_stats["images"],
-                    train_stats["images_per_sec"],
-                ],
-                dtype=torch.float64,
-                device=device,
-            )
-        ).tolist()
-        train_stats |= {"train_loss": loss_sum / max(images, 1.0), "images": images}
-        record = {"epoch": epoch, **train_stats, **val_stats, "images_per_sec": speed}
-        state.history.append(record)
-        metric = val_stats["val_balanced_accuracy"]
-        if metric > state.best_metric:
-            state.best_metric, state.best_epoch = metric, epoch
-            state.epochs_without_improvement = 0
-            state.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        else:
-            state.epochs_without_improvement += 1
-        if distributed.is_main:
-            log.info("%s", format_epoch_line(record))
-        stop_early = config.patience > 0 and state.epochs_without_improvement >= config.patience
-        if stop_early:
-            log.info(
-                "Stopping early: val_balanced_accuracy has not improved for %d epochs "
-                "(best %.4f at epoch %d)",
-                config.patience,
-                state.best_metric,
-                state.best_epoch,
-            )
-        state.finished = stop_early or state.epoch >= config.epochs
-        rng_states = distributed.gather(capture_rng_state(generators))
-        if checkpoint_dir is not None and distributed.is_main:
-            save_checkpoint(
-                {
-                    "config": config.to_hyperparameters(),
-                    "world_size": distributed.world_size,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "sampler": sampler.state_dict(),
-                    "train_state": vars(state),
-                    "rng": rng_states,
-                },
-                checkpoint_dir,
-            )
-        distributed.barrier()
-        if stop_after_epoch is not None and epoch >= stop_after_epoch and not state.finished:
-            log.warning("Stopping after epoch %d as requested; the checkpoint resumes it.", epoch)
-            interrupted = True
-            break
+    distributed.barrier()
 
+
+def finish(
+    run: TrainingRun, state: TrainState, *, resumed_from: int, interrupted: bool
+) -> TrainResult:
+    """The best epoch's weights in the model, its metrics in the spec."""
+    config, model = run.config, run.model
     if state.best_model:
         model.load_state_dict(state.best_model)
     best = next((h for h in state.history if h["epoch"] == state.best_epoch), {})
@@ -648,8 +781,10 @@ def _fit(
     return TrainResult(
         model=model,
         spec=replace(
-            spec_for(config.architecture, config.image_size, classes, tta=config.tta, **metrics),
-            generated_data=bool(manifest.get("source", {}).get("generated", False)),
+            spec_for(
+                config.architecture, config.image_size, run.classes, tta=config.tta, **metrics
+            ),
+            generated_data=run.generated_data,
         ),
         history=state.history,
         best_epoch=state.best_epoch,
@@ -657,5 +792,5 @@ def _fit(
         stopped_early=state.finished and state.epoch < config.epochs,
         interrupted=interrupted,
         resumed_from_epoch=resumed_from,
-        is_main=distributed.is_main,
+        is_main=run.distributed.is_main,
     )
