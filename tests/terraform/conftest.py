@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,37 +44,38 @@ def make(terraform_bin: str, tmp_path_factory: pytest.TempPathFactory) -> Make:
     return Make(env=env, build=build)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A moto server on a free loopback port, stopped when the module's tests are done."""
+    """A moto server of this module's own on a loopback port, stopped when its tests are done.
+
+    The server binds port 0 and reports the port the kernel gave it. Picking a free port here and
+    handing it to the server (as this fixture once did) leaves a window in which another process
+    can take the port: on a machine where several test sessions run at once, the health check
+    then finds *their* moto server, and this session's Terraform state lock, lock table and
+    resources meet theirs (a lock already held, a table that exists, buckets that are not ours).
+    """
     pytest.importorskip(
         "moto.server", reason="moto[server] is not installed (pip install -e .[dev])"
     )
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("moto") / "moto.log"
+    work = tmp_path_factory.mktemp("moto")
+    log_path = work / "moto.log"
+    port_file = work / "port"
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, str(Path(__file__).with_name("moto_launcher.py")), str(port_file)],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"moto server did not start on {url}:\n{log_path.read_text()}")
-                time.sleep(0.2)
+        while not port_file.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"moto server did not start:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{int(port_file.read_text())}"
+        # The port is bound before it is written, so this answer comes from our server.
+        with urllib.request.urlopen(f"{url}/moto-api/data.json", timeout=10):
+            pass
         yield url
     finally:
         process.terminate()

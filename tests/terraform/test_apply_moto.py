@@ -28,6 +28,32 @@ NAME_PREFIX = "skinlesion-local"
 NAMESPACE = "skinlesion-local"
 GITHUB_ISSUER = "token.actions.githubusercontent.com"
 GITHUB_REPOSITORY = "example-org/skinlesion"  # envs/local's default
+# The pipeline's own service account; default-editor (every notebook of the profile) gets nothing.
+PIPELINE_SERVICE_ACCOUNT = "skinlesion-pipeline-runner"
+# What SageMaker's "Auto scaling prerequisites" page lists for whoever registers a variant as a
+# scalable target (docs.aws.amazon.com/sagemaker/latest/dg/endpoint-auto-scaling-prerequisites.html).
+AUTOSCALING_PREREQUISITES = {
+    "sagemaker:DescribeEndpoint",
+    "sagemaker:DescribeEndpointConfig",
+    "sagemaker:UpdateEndpointWeightsAndCapacities",
+    "application-autoscaling:RegisterScalableTarget",
+    "application-autoscaling:PutScalingPolicy",
+    "iam:CreateServiceLinkedRole",
+    "cloudwatch:PutMetricAlarm",
+    "cloudwatch:DescribeAlarms",
+    "cloudwatch:DeleteAlarms",
+}
+SCALING_SERVICE_LINKED_ROLE = (
+    f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+)
+# Prefix expiry by bucket output (storage module defaults), as S3 reads them back.
+PREFIX_EXPIRY_DAYS = {
+    "data_bucket": {},
+    "processed_bucket": {},
+    "models_bucket": {"staging/": 7, "checkpoints/": 14},
+    "capture_bucket": {"data-capture/": 90},
+}
 # What `docker push` needs, per ECR's documentation; nothing that deletes or reconfigures.
 ECR_PUSH_ACTIONS = [
     "ecr:BatchCheckLayerAvailability",
@@ -102,6 +128,7 @@ def test_outputs_are_the_settings(outputs: dict[str, Any]) -> None:
         )
     assert outputs["model_package_group_name"] == f"{NAME_PREFIX}-classifier"
     assert outputs["kubeflow_namespace"] == NAMESPACE
+    assert outputs["kubeflow_service_account"] == PIPELINE_SERVICE_ACCOUNT
     assert outputs["endpoint_name"].startswith(f"{NAME_PREFIX}-")
     assert outputs["subnet_ids"] == [] and outputs["security_group_ids"] == []
 
@@ -160,11 +187,20 @@ def test_data_buckets_are_locked_down(
     assert_tls_only(json.loads(s3.get_bucket_policy(Bucket=name)["Policy"]), name)
     logging = s3.get_bucket_logging(Bucket=name)["LoggingEnabled"]
     assert logging == {"TargetBucket": outputs["logs_bucket"], "TargetPrefix": f"s3/{name}/"}
-    (lifecycle,) = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+    rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]}
+    lifecycle = rules.pop("intelligent-tiering-and-noncurrent-expiry")
     assert lifecycle["Status"] == "Enabled"
     assert lifecycle["Transitions"] == [{"Days": 0, "StorageClass": "INTELLIGENT_TIERING"}]
     assert lifecycle["NoncurrentVersionExpiration"]["NoncurrentDays"] == 90
     assert lifecycle["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    # Working copies expire by prefix: capture, staging and checkpoints; raw and processed never.
+    expiring = {}
+    for rule in rules.values():
+        assert rule["Status"] == "Enabled"
+        assert rule["ID"] == f"expire-{rule['Filter']['Prefix'].rstrip('/')}"
+        assert set(rule) - {"ResponseMetadata"} == {"ID", "Status", "Filter", "Expiration"}, rule
+        expiring[rule["Filter"]["Prefix"]] = rule["Expiration"]["Days"]
+    assert expiring == PREFIX_EXPIRY_DAYS[bucket]
 
 
 def assert_tls_only(policy: dict[str, Any], bucket: str) -> None:
@@ -229,6 +265,8 @@ def assert_least_privilege(statements: list[dict[str, Any]], outputs: dict[str, 
         outputs[b] for b in ("data_bucket", "processed_bucket", "models_bucket", "capture_bucket")
     }
     for statement in statements:
+        if statement["Effect"] == "Deny":
+            continue  # a Deny grants nothing; the role's own test checks its one Deny
         assert statement["Effect"] == "Allow"
         actions = as_list(statement["Action"])
         resources = as_list(statement["Resource"])
@@ -275,7 +313,7 @@ def test_execution_role_is_least_privilege(outputs: dict[str, Any], moto_endpoin
     assert "iam:PassRole" not in json.dumps(statements)
 
 
-def test_kubeflow_role_trusts_only_the_profile_service_account(
+def test_kubeflow_role_trusts_only_the_pipeline_service_account(
     outputs: dict[str, Any], moto_endpoint: str
 ) -> None:
     iam = client("iam", moto_endpoint)
@@ -291,7 +329,7 @@ def test_kubeflow_role_trusts_only_the_profile_service_account(
     issuer = provider["Arn"].split(":oidc-provider/")[1]
     assert trust["Condition"] == {
         "StringEquals": {
-            f"{issuer}:sub": f"system:serviceaccount:{NAMESPACE}:default-editor",
+            f"{issuer}:sub": f"system:serviceaccount:{NAMESPACE}:{PIPELINE_SERVICE_ACCOUNT}",
             f"{issuer}:aud": "sts.amazonaws.com",
         }
     }
@@ -318,6 +356,34 @@ def test_kubeflow_role_trusts_only_the_profile_service_account(
         "sns:Publish",
     ):
         assert needed in granted, needed
+
+    # Auto scaling prerequisites, each scoped: the variant's weights on our endpoints only, the
+    # service-linked role by exact ARN and service name.
+    assert granted >= AUTOSCALING_PREREQUISITES, AUTOSCALING_PREREQUISITES - granted
+    weights = by_sid["ScaleEndpointVariants"]
+    assert as_list(weights["Action"]) == ["sagemaker:UpdateEndpointWeightsAndCapacities"]
+    assert weights["Resource"] == f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{NAME_PREFIX}-*"
+    linked = by_sid["CreateEndpointScalingServiceRole"]
+    assert linked["Resource"] == SCALING_SERVICE_LINKED_ROLE
+    assert linked["Condition"] == {
+        "StringEquals": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}
+    }
+
+    # The human in the loop: envs/local keeps the default pipeline_may_approve = false (as prod
+    # does), so the role may register and update versions but is denied setting them Approved.
+    denials = [s for s in statements if s["Effect"] == "Deny"]
+    assert [s["Sid"] for s in denials] == ["DenySelfApproval"]
+    (deny,) = denials
+    assert sorted(as_list(deny["Action"])) == [
+        "sagemaker:CreateModelPackage",
+        "sagemaker:UpdateModelPackage",
+    ]
+    assert sorted(as_list(deny["Resource"])) == [
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/*",
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/*",
+    ]
+    assert deny["Condition"] == {"StringEquals": {"sagemaker:ModelApprovalStatus": "Approved"}}
+    assert "sagemaker:UpdateModelPackage" in as_list(by_sid["RegisterModels"]["Action"])
 
 
 def test_ci_role_trusts_only_this_repository_and_pushes_only_our_images(
@@ -455,9 +521,56 @@ def test_alerts_reach_the_encrypted_topic(outputs: dict[str, Any], moto_endpoint
         "TrainingJobStatus": ["Failed"],
         "TrainingJobName": [{"prefix": f"{NAME_PREFIX}-"}],
     }
+    approved = json.loads(rules[f"{NAME_PREFIX}-model-package-approved"]["EventPattern"])
+    assert approved == {
+        "source": ["aws.sagemaker"],
+        "detail-type": ["SageMaker Model Package State Change"],
+        "detail": {
+            "ModelPackageGroupName": [outputs["model_package_group_name"]],
+            "ModelApprovalStatus": ["Approved"],
+        },
+    }
     for rule in rules:
         targets = events.list_targets_by_rule(Rule=rule)["Targets"]
         assert [t["Arn"] for t in targets] == [topic]
+
+
+def test_sagemaker_log_groups_expire_and_use_the_key(
+    outputs: dict[str, Any], moto_endpoint: str
+) -> None:
+    """The groups SageMaker would create without expiry exist first, with retention and key."""
+    logs = client("logs", moto_endpoint)
+    groups = {
+        g["logGroupName"]: g
+        for g in logs.describe_log_groups(logGroupNamePrefix="/aws/sagemaker/")["logGroups"]
+    }
+    expected = {
+        "/aws/sagemaker/TrainingJobs",
+        "/aws/sagemaker/ProcessingJobs",
+        f"/aws/sagemaker/Endpoints/{outputs['endpoint_name']}",
+    }
+    assert set(groups) == expected
+    assert sorted(outputs["sagemaker_log_group_names"]) == sorted(expected)
+    for group in groups.values():
+        assert group["retentionInDays"] == 30, group  # log_retention_days' default
+        assert group["kmsKeyId"] == outputs["kms_key_arn"], group
+    # CloudWatch Logs may use the key for these groups only (encryption context).
+    kms = client("kms", moto_endpoint)
+    policy = json.loads(
+        kms.get_key_policy(KeyId=outputs["kms_key_arn"], PolicyName="default")["Policy"]
+    )
+    (logs_statement,) = [
+        s
+        for s in policy["Statement"]
+        if s["Principal"] == {"Service": f"logs.{REGION}.amazonaws.com"}
+    ]
+    assert logs_statement["Condition"] == {
+        "ArnLike": {
+            "kms:EncryptionContext:aws:logs:arn": (
+                f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/*"
+            )
+        }
+    }
 
 
 def test_resources_moto_cannot_serve_are_left_out(
@@ -486,25 +599,33 @@ def test_destroy_removes_everything(
     key = kms.describe_key(KeyId=outputs["kms_key_arn"])["KeyMetadata"]
     assert key["KeyState"] == "PendingDeletion"
     assert client("ecr", moto_endpoint).describe_repositories()["repositories"] == []
+    logs = client("logs", moto_endpoint)
+    assert logs.describe_log_groups(logGroupNamePrefix="/aws/sagemaker/")["logGroups"] == []
 
 
-def test_dev_plans_through_its_s3_backend(make: Make, moto_endpoint: str, tmp_path: Path) -> None:
-    """The documented path for dev: state bucket and lock table, init with backend config, plan.
+def plan_through_s3_backend(
+    make: Make, moto_endpoint: str, tmp_path: Path, env: str
+) -> dict[str, Any]:
+    """The documented path for dev and prod: state bucket and lock table, init, plan, show -json.
 
-    The provider and the backend reach moto through AWS_ENDPOINT_URL and the backend file; the
-    plan must hold what envs/local leaves out (budget, model package group).
+    The provider and the backend reach moto through AWS_ENDPOINT_URL and the backend file.
     """
     s3 = client("s3", moto_endpoint)
-    s3.create_bucket(Bucket="tfstate-test")
-    s3.put_bucket_versioning(Bucket="tfstate-test", VersioningConfiguration={"Status": "Enabled"})
-    client("dynamodb", moto_endpoint).create_table(
-        TableName="terraform-state-locks",
-        AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}],
-        KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    dynamodb = client("dynamodb", moto_endpoint)
+    if "tfstate-test" not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket="tfstate-test")
+        s3.put_bucket_versioning(
+            Bucket="tfstate-test", VersioningConfiguration={"Status": "Enabled"}
+        )
+    if "terraform-state-locks" not in dynamodb.list_tables()["TableNames"]:
+        dynamodb.create_table(
+            TableName="terraform-state-locks",
+            AttributeDefinitions=[{"AttributeName": "LockID", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "LockID", "KeyType": "HASH"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
     backend = tmp_path / "backend.hcl"
-    example = (REPO_ROOT / "terraform" / "envs" / "dev" / "backend.hcl.example").read_text()
+    example = (REPO_ROOT / "terraform" / "envs" / env / "backend.hcl.example").read_text()
     backend.write_text(
         example.replace("my-org-terraform-state-111122223333", "tfstate-test").replace(
             '"eu-west-1"', f'"{REGION}"'
@@ -527,50 +648,115 @@ def test_dev_plans_through_its_s3_backend(make: Make, moto_endpoint: str, tmp_pa
         "TF_VAR_github_repository": GITHUB_REPOSITORY,
         "TF_VAR_terraform_state_bucket": "tfstate-test",
     }
-    dev_make = Make(env={**make.env, **environment}, build=make.build)
-    dev_make("tf-plan", "ENV=dev", f"TF_BACKEND_CONFIG={backend}", timeout=600)
-    plan_file = make.build / "dev.tfplan"
+    env_make = Make(env={**make.env, **environment}, build=make.build)
+    env_make("tf-plan", f"ENV={env}", f"TF_BACKEND_CONFIG={backend}", timeout=600)
     shown = subprocess.run(
         [
             "terraform",
-            f"-chdir={make.build / 'work' / 'envs' / 'dev'}",
+            f"-chdir={make.build / 'work' / 'envs' / env}",
             "show",
             "-json",
-            str(plan_file),
+            str(make.build / f"{env}.tfplan"),
         ],
-        env=dev_make.env,
+        env=env_make.env,
         capture_output=True,
         text=True,
         check=True,
         timeout=300,
     )
-    plan = json.loads(shown.stdout)
+    # The lock was taken and released: the table exists and holds no lock now.
+    locks = dynamodb.scan(TableName="terraform-state-locks")["Items"]
+    assert [item for item in locks if "Info" in item] == []
+    return dict(json.loads(shown.stdout))
+
+
+def created_of(plan: dict[str, Any], kind: str) -> list[dict[str, Any]]:
+    """The `after` values of the resources of one type that the plan creates."""
+    return [
+        c["change"]["after"]
+        for c in plan["resource_changes"]
+        if c["type"] == kind and c["change"]["actions"] == ["create"]
+    ]
+
+
+def kubeflow_policy_statements(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The statements of the Kubeflow role's policy document as planned (ARNs still unknown).
+
+    The document reads ARNs that only apply knows, so Terraform defers it: it is a `read` in
+    resource_changes whose statement blocks (sid, effect, actions, conditions) are known.
+    """
+    (document,) = [
+        c
+        for c in plan["resource_changes"]
+        if c["mode"] == "data"
+        and c["type"] == "aws_iam_policy_document"
+        and c["name"] == "kubeflow"
+    ]
+    assert document["change"]["actions"] == ["read"], document["change"]["actions"]
+    return list(document["change"]["after"]["statement"])
+
+
+def assert_common_plan(plan: dict[str, Any], env: str, retention_days: int) -> None:
+    """What dev and prod plan alike: trust, autoscaling, log groups, budget filter, tags."""
+    prefix = f"skinlesion-{env}"
     created = [c for c in plan["resource_changes"] if c["change"]["actions"] == ["create"]]
     types = {c["type"] for c in created}
     assert {"aws_budgets_budget", "aws_sagemaker_model_package_group", "aws_kms_key"} <= types
     assert len(created) > 50
-    roles = {c["change"]["after"]["name"]: c for c in created if c["type"] == "aws_iam_role"}
+    roles = {r["name"]: r for r in created_of(plan, "aws_iam_role")}
     assert set(roles) == {
-        "skinlesion-dev-sagemaker-execution",
-        "skinlesion-dev-kubeflow-pipelines",
-        "skinlesion-dev-github-actions",
+        f"{prefix}-sagemaker-execution",
+        f"{prefix}-kubeflow-pipelines",
+        f"{prefix}-github-actions",
     }
-    trust = json.loads(
-        roles["skinlesion-dev-kubeflow-pipelines"]["change"]["after"]["assume_role_policy"]
-    )
+    trust = json.loads(roles[f"{prefix}-kubeflow-pipelines"]["assume_role_policy"])
     assert trust["Statement"][0]["Condition"]["StringEquals"] == {
         "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE:sub": (
-            "system:serviceaccount:skinlesion-dev:default-editor"
+            f"system:serviceaccount:{prefix}:{PIPELINE_SERVICE_ACCOUNT}"
         ),
         "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLE:aud": "sts.amazonaws.com",
     }
+    granted = {
+        action
+        for s in kubeflow_policy_statements(plan)
+        if s["effect"] in ("", None, "Allow")
+        for action in s["actions"]
+    }
+    assert granted >= AUTOSCALING_PREREQUISITES, AUTOSCALING_PREREQUISITES - granted
+
+    # The budget counts the environment's cost-allocation tag, which every resource carries.
+    (budget,) = created_of(plan, "aws_budgets_budget")
+    assert budget["cost_filter"] == [
+        {"name": "TagKeyValue", "values": [f"user:skinlesion:prefix${prefix}"]}
+    ]
+    (key,) = created_of(plan, "aws_kms_key")
+    assert key["tags_all"]["skinlesion:prefix"] == prefix
+
+    groups = {g["name"]: g for g in created_of(plan, "aws_cloudwatch_log_group")}
+    assert set(groups) == {
+        "/aws/sagemaker/TrainingJobs",
+        "/aws/sagemaker/ProcessingJobs",
+        f"/aws/sagemaker/Endpoints/{prefix}-endpoint",
+    }
+    assert {g["retention_in_days"] for g in groups.values()} == {retention_days}
+
+
+def test_dev_plans_through_its_s3_backend(make: Make, moto_endpoint: str, tmp_path: Path) -> None:
+    """dev: the plan holds what envs/local leaves out (budget, model package group), GitHub's
+    provider, the CI role for main and the environment dev, 30-day logs and auto-approval."""
+    plan = plan_through_s3_backend(make, moto_endpoint, tmp_path, "dev")
+    assert_common_plan(plan, "dev", retention_days=30)
+    # dev keeps auto-approval (pipeline_may_approve = true): no Deny in the pipeline's policy.
+    statements = kubeflow_policy_statements(plan)
+    assert [s for s in statements if s["effect"] == "Deny"] == []
+    assert "DenySelfApproval" not in {s["sid"] for s in statements}
+    created = [c for c in plan["resource_changes"] if c["change"]["actions"] == ["create"]]
+    roles = {r["name"]: r for r in created_of(plan, "aws_iam_role")}
     # CI: GitHub's provider is created, and the role trusts main and the publish job's environment.
     (provider,) = [c for c in created if c["type"] == "aws_iam_openid_connect_provider"]
     assert provider["change"]["after"]["url"] == f"https://{GITHUB_ISSUER}"
     assert provider["change"]["after"]["client_id_list"] == ["sts.amazonaws.com"]
-    ci_trust = json.loads(
-        roles["skinlesion-dev-github-actions"]["change"]["after"]["assume_role_policy"]
-    )
+    ci_trust = json.loads(roles["skinlesion-dev-github-actions"]["assume_role_policy"])
     (statement,) = ci_trust["Statement"]
     assert statement["Principal"] == {
         "Federated": f"arn:aws:iam::{ACCOUNT}:oidc-provider/{GITHUB_ISSUER}"
@@ -584,6 +770,19 @@ def test_dev_plans_through_its_s3_backend(make: Make, moto_endpoint: str, tmp_pa
             ],
         }
     }
-    # The lock was taken and released: the table exists and holds no lock now.
-    locks = client("dynamodb", moto_endpoint).scan(TableName="terraform-state-locks")["Items"]
-    assert [item for item in locks if "Info" in item] == []
+
+
+def test_prod_plans_the_approval_deny(make: Make, moto_endpoint: str, tmp_path: Path) -> None:
+    """prod: the pipeline role is denied setting ModelApprovalStatus=Approved; 90-day logs."""
+    plan = plan_through_s3_backend(make, moto_endpoint, tmp_path, "prod")
+    assert_common_plan(plan, "prod", retention_days=90)
+    denials = [s for s in kubeflow_policy_statements(plan) if s["effect"] == "Deny"]
+    assert [s["sid"] for s in denials] == ["DenySelfApproval"]
+    (deny,) = denials
+    assert sorted(deny["actions"]) == [
+        "sagemaker:CreateModelPackage",
+        "sagemaker:UpdateModelPackage",
+    ]
+    assert [(c["test"], c["variable"], c["values"]) for c in deny["condition"]] == [
+        ("StringEquals", "sagemaker:ModelApprovalStatus", ["Approved"])
+    ]

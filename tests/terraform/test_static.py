@@ -137,3 +137,34 @@ def test_every_checkov_skip_says_why() -> None:
                 skips.append((path.name, line.strip()))
                 assert re.fullmatch(r"#checkov:skip=CKV2?_AWS_\d+:\S.{20,}", line.strip()), line
     assert skips, "expected the documented skips (logs bucket, key policy)"
+
+
+def _default(directory: Path, name: str) -> str:
+    body = _blocks(directory, "variable")[name]
+    match = re.search(r"^\s+default\s+=\s+(.+)$", body, re.M)
+    assert match, f"{directory.name}: variable {name} has no default"
+    return match.group(1).strip()
+
+
+@pytest.mark.parametrize(
+    ("env", "may_approve", "retention"), [("dev", "true", "30"), ("prod", "false", "90")]
+)
+def test_only_dev_auto_approves_and_log_retention_per_env(
+    env: str, may_approve: str, retention: str
+) -> None:
+    """prod keeps the human in the loop by default; dev approves itself only by its own flag."""
+    root = TERRAFORM_DIR / "envs" / env
+    assert _default(root, "pipeline_may_approve") == may_approve
+    assert _default(root, "log_retention_days") == retention
+    assert _default(root, "kubeflow_service_account") == '"skinlesion-pipeline-runner"'
+    assert re.search(r"pipeline_may_approve\s+=\s+var\.pipeline_may_approve", _code(root))
+
+
+def test_modules_default_to_no_self_approval_and_the_pipeline_service_account() -> None:
+    """A root that passes nothing gets the Deny and the dedicated service account."""
+    for module in ("identity", "platform"):
+        directory = TERRAFORM_DIR / "modules" / module
+        assert _default(directory, "pipeline_may_approve") == "false"
+        assert _default(directory, "kubeflow_service_account") == '"skinlesion-pipeline-runner"'
+    code = "\n".join(p.read_text() for p in TERRAFORM_DIR.rglob("*.tf"))
+    assert not re.search(r'default\s+=\s+"default-editor"', code)

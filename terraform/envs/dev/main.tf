@@ -14,6 +14,9 @@ provider "aws" {
       Project     = var.project
       Environment = local.environment
       ManagedBy   = "terraform"
+      # The cost-allocation tag the budget counts; the SageMaker backend tags what it creates
+      # with the same key (docs/aws.md).
+      "skinlesion:prefix" = local.name_prefix
     })
   }
 }
@@ -27,6 +30,13 @@ module "platform" {
   oidc_provider_arn                  = var.oidc_provider_arn
   oidc_provider_url                  = var.oidc_provider_url
   kubeflow_namespace                 = var.kubeflow_namespace
+  kubeflow_service_account           = var.kubeflow_service_account
+  pipeline_may_approve               = var.pipeline_may_approve
+  log_retention_days                 = var.log_retention_days
+  manage_shared_sagemaker_log_groups = var.manage_shared_sagemaker_log_groups
+  capture_expiration_days            = var.capture_expiration_days
+  staging_expiration_days            = var.staging_expiration_days
+  checkpoint_expiration_days         = var.checkpoint_expiration_days
   external_image_repository_arns     = var.external_image_repository_arns
   require_job_output_kms_key         = var.require_job_output_kms_key
   vpc_id                             = var.vpc_id

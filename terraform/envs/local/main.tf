@@ -31,6 +31,8 @@ provider "aws" {
       Project     = "skinlesion"
       Environment = "local"
       ManagedBy   = "terraform"
+      # The cost-allocation tag of the budget (which moto cannot serve, so local has none).
+      "skinlesion:prefix" = var.name_prefix
     }
   }
 }

@@ -106,7 +106,7 @@ output "endpoint_alarm_names" {
 }
 
 output "kubeflow_namespace" {
-  description = "Namespace of the Kubeflow profile whose default-editor service account the IRSA role trusts."
+  description = "Namespace of the Kubeflow profile whose pipeline service account the IRSA role trusts."
   value       = module.platform.kubeflow_namespace
 }
 
@@ -123,4 +123,14 @@ output "security_group_ids" {
 output "metrics_namespace" {
   description = "CloudWatch namespace for the project's own metrics."
   value       = module.platform.metrics_namespace
+}
+
+output "kubeflow_service_account" {
+  description = "Service account (in kubeflow_namespace) that pipeline pods run as and the IRSA role trusts."
+  value       = module.platform.kubeflow_service_account
+}
+
+output "sagemaker_log_group_names" {
+  description = "SageMaker log groups this environment manages (retention log_retention_days, the project key)."
+  value       = module.platform.sagemaker_log_group_names
 }

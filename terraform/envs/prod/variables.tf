@@ -36,9 +36,51 @@ variable "oidc_provider_url" {
 }
 
 variable "kubeflow_namespace" {
-  description = "Namespace of the Kubeflow profile that runs the pipelines (manifests/overlays/prod); its default-editor service account assumes the IRSA role."
+  description = "Namespace of the Kubeflow profile that runs the pipelines (manifests/overlays/prod); its kubeflow_service_account assumes the IRSA role."
   type        = string
   default     = "skinlesion-prod"
+}
+
+variable "kubeflow_service_account" {
+  description = "Service account of the profile that pipeline runs use (manifests/, pipelines/params/prod.yaml), the only one the IRSA role trusts; not default-editor, which notebooks share."
+  type        = string
+  default     = "skinlesion-pipeline-runner"
+}
+
+variable "pipeline_may_approve" {
+  description = "Keep false: a person approves each model version (the pipeline role is denied ModelApprovalStatus=Approved); true would let the pipeline approve itself."
+  type        = bool
+  default     = false
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch Logs keeps the SageMaker training, processing and endpoint logs."
+  type        = number
+  default     = 90
+}
+
+variable "manage_shared_sagemaker_log_groups" {
+  description = "Create the account-wide /aws/sagemaker/TrainingJobs and ProcessingJobs log groups; false in the second environment of a shared account and region (docs/aws.md)."
+  type        = bool
+  default     = true
+}
+
+variable "capture_expiration_days" {
+  description = "Days after which endpoint data capture (s3://<capture bucket>/data-capture/) expires."
+  type        = number
+  default     = 90
+}
+
+variable "staging_expiration_days" {
+  description = "Days after which the SageMaker backend's staging copies (s3://<models bucket>/staging/) expire."
+  type        = number
+  default     = 7
+}
+
+variable "checkpoint_expiration_days" {
+  description = "Days after which training checkpoints (s3://<models bucket>/checkpoints/) expire."
+  type        = number
+  default     = 14
 }
 
 variable "alert_emails" {

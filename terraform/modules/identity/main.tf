@@ -1,5 +1,6 @@
 # Two roles with least privilege: the SageMaker execution role that jobs and endpoints run as,
-# and the IRSA role that the Kubeflow profile's pipeline pods assume to drive SageMaker.
+# and the IRSA role that the pipeline pods of the Kubeflow profile assume to drive SageMaker (through
+# a service account of their own: notebooks of the profile run as default-editor and get nothing).
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
@@ -297,6 +298,30 @@ data "aws_iam_policy_document" "kubeflow" {
     resources = local.registry_arns
   }
 
+  # The human in the loop: unless pipeline_may_approve, the pipeline may register and update
+  # versions but never set them Approved, on CreateModelPackage (registering as Approved) as on
+  # UpdateModelPackage. sagemaker:ModelApprovalStatus is the condition key that the Service
+  # Authorization Reference (list_amazonsagemaker.html, "Condition keys for Amazon SageMaker")
+  # gives both actions: "Filters access by the model approval status with the model-package in
+  # the request". An explicit Deny wins over every Allow, including one added to the role later;
+  # it covers every package and group of this account and region, not only ours.
+  dynamic "statement" {
+    for_each = var.pipeline_may_approve ? [] : [1]
+
+    content {
+      sid       = "DenySelfApproval"
+      effect    = "Deny"
+      actions   = ["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage"]
+      resources = ["${local.sagemaker_arn}:model-package/*", "${local.sagemaker_arn}:model-package-group/*"]
+
+      condition {
+        test     = "StringEquals"
+        variable = "sagemaker:ModelApprovalStatus"
+        values   = ["Approved"]
+      }
+    }
+  }
+
   # The Service Authorization Reference scopes ListModelPackages to model-package ARNs; list
   # calls name no single package, so this account's and region's packages are the scope.
   statement {
@@ -323,6 +348,19 @@ data "aws_iam_policy_document" "kubeflow" {
       "sagemaker:ListTags",
     ]
     resources = local.serving_arns
+  }
+
+  # SageMaker's "Auto scaling prerequisites" (docs.aws.amazon.com/sagemaker/latest/dg/
+  # endpoint-auto-scaling-prerequisites.html) lists, for whoever registers a variant as a
+  # scalable target: sagemaker:DescribeEndpoint, sagemaker:DescribeEndpointConfig and
+  # sagemaker:UpdateEndpointWeightsAndCapacities; application-autoscaling actions; the
+  # service-linked role AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint (created with
+  # iam:AWSServiceName = sagemaker.application-autoscaling.amazonaws.com); and the CloudWatch
+  # alarm calls of target tracking. The two Describe calls are in DeployEndpoints; the rest below.
+  statement {
+    sid       = "ScaleEndpointVariants"
+    actions   = ["sagemaker:UpdateEndpointWeightsAndCapacities"]
+    resources = ["${local.sagemaker_arn}:endpoint/${var.name_prefix}-*"]
   }
 
   statement {
@@ -362,7 +400,7 @@ data "aws_iam_policy_document" "kubeflow" {
   statement {
     sid       = "CreateEndpointScalingServiceRole"
     actions   = ["iam:CreateServiceLinkedRole"]
-    resources = ["arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpointVariant"]
+    resources = ["arn:${local.partition}:iam::${local.account_id}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"]
 
     condition {
       test     = "StringEquals"

@@ -70,9 +70,20 @@ variable "kubeflow_namespace" {
 }
 
 variable "kubeflow_service_account" {
-  description = "Service account of the Kubeflow profile that runs pipeline pods."
+  description = "Service account (in kubeflow_namespace) that pipeline pods run as and that alone may assume the IRSA role; not default-editor, which the profile's notebooks share."
   type        = string
-  default     = "default-editor"
+  default     = "skinlesion-pipeline-runner"
+
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", var.kubeflow_service_account)) && var.kubeflow_service_account != "default-editor"
+    error_message = "kubeflow_service_account must be a Kubernetes name (lowercase letters, digits, hyphens) other than default-editor, which every notebook of the profile runs as."
+  }
+}
+
+variable "pipeline_may_approve" {
+  description = "Let the pipeline role set ModelApprovalStatus=Approved (auto-approval, dev only). false adds an explicit Deny, so only a person (another principal) approves a model version."
+  type        = bool
+  default     = false
 }
 
 variable "metrics_namespace" {

@@ -1,5 +1,6 @@
 # Alerts for the endpoint, the training jobs, model approvals and cost: CloudWatch alarms,
-# EventBridge rules and an AWS Budgets alert, all delivered to one KMS-encrypted SNS topic.
+# EventBridge rules and an AWS Budgets alert, all delivered to one KMS-encrypted SNS topic; the
+# SageMaker log groups with their retention.
 
 data "aws_caller_identity" "current" {}
 data "aws_region" "current" {}
@@ -149,6 +150,8 @@ resource "aws_cloudwatch_event_rule" "training_failed" {
   tags = var.tags
 }
 
+# The human in the loop: a person approves a version (the pipeline role may not, see the identity
+# module); this rule tells the topic, and the deploy-only run is started from it (docs/aws.md).
 resource "aws_cloudwatch_event_rule" "model_approved" {
   name        = local.model_approved_rule
   description = "A model package in ${var.model_package_group_name} was approved"
@@ -229,6 +232,30 @@ resource "aws_cloudwatch_metric_alarm" "training_failed" {
   treat_missing_data  = "notBreaching"
   alarm_actions       = [aws_sns_topic.alerts.arn]
   tags                = var.tags
+}
+
+# --- SageMaker log groups ------------------------------------------------------------------
+
+# SageMaker writes job and endpoint logs to these groups and creates them, when missing, with no
+# expiry and no key. Created here first, they keep log_retention_days and the project key.
+# TrainingJobs and ProcessingJobs are shared by every SageMaker job of the account and region,
+# so one environment per account and region manages them (manage_shared_sagemaker_log_groups).
+resource "aws_cloudwatch_log_group" "sagemaker_jobs" {
+  #checkov:skip=CKV_AWS_338:Job logs are debugging aids, kept log_retention_days (30 dev / 90 prod) to bound cost; who did what is in CloudTrail, job metrics in CloudWatch metrics.
+  for_each = var.manage_shared_sagemaker_log_groups ? toset(["TrainingJobs", "ProcessingJobs"]) : toset([])
+
+  name              = "/aws/sagemaker/${each.key}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+  tags              = var.tags
+}
+
+resource "aws_cloudwatch_log_group" "endpoint" {
+  #checkov:skip=CKV_AWS_338:Endpoint container logs are debugging aids, kept log_retention_days (30 dev / 90 prod) to bound cost; requests are audited through data capture in S3.
+  name              = "/aws/sagemaker/Endpoints/${var.endpoint_name}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = var.kms_key_arn
+  tags              = var.tags
 }
 
 # --- Dashboard -------------------------------------------------------------------------------
@@ -337,6 +364,13 @@ resource "aws_budgets_budget" "monthly" {
   limit_amount = format("%.2f", var.monthly_budget_usd)
   limit_unit   = "USD"
   time_unit    = "MONTHLY"
+
+  # Only what carries the cost-allocation tag, not the whole account. AWS Budgets spells a tag
+  # filter "user:<key>$<value>"; the tag must be activated as a cost-allocation tag in Billing.
+  cost_filter {
+    name   = "TagKeyValue"
+    values = [format("user:%s$%s", var.cost_allocation_tag_key, var.cost_allocation_tag_value)]
+  }
 
   dynamic "notification" {
     for_each = toset(var.budget_alert_thresholds_percent)

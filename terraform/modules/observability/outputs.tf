@@ -33,3 +33,11 @@ output "budget_name" {
   description = "Name of the AWS Budgets cost budget; null when enable_budget is false."
   value       = one(aws_budgets_budget.monthly[*].name)
 }
+
+output "sagemaker_log_group_names" {
+  description = "CloudWatch log groups of SageMaker that this environment manages (retention, key)."
+  value = concat(
+    [for group in aws_cloudwatch_log_group.sagemaker_jobs : group.name],
+    [aws_cloudwatch_log_group.endpoint.name],
+  )
+}

@@ -90,6 +90,43 @@ variable "enable_budget" {
   default     = true
 }
 
+variable "cost_allocation_tag_key" {
+  description = "Key of the cost-allocation tag the budget counts (activated in Billing, Cost allocation tags); every resource of the environment carries it."
+  type        = string
+  default     = "skinlesion:prefix"
+
+  validation {
+    condition     = length(var.cost_allocation_tag_key) > 0 && !startswith(var.cost_allocation_tag_key, "user:")
+    error_message = "cost_allocation_tag_key must be the tag key itself (e.g. skinlesion:prefix), without the user: prefix that the budget filter adds."
+  }
+}
+
+variable "cost_allocation_tag_value" {
+  description = "Value of the cost-allocation tag the budget counts, e.g. the name prefix skinlesion-dev."
+  type        = string
+
+  validation {
+    condition     = length(var.cost_allocation_tag_value) > 0 && !strcontains(var.cost_allocation_tag_value, "$")
+    error_message = "cost_allocation_tag_value must be a non-empty tag value without \"$\" (the budget filter's separator)."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch Logs keeps the SageMaker job and endpoint logs (a value CloudWatch accepts: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, ...)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of CloudWatch Logs' values: 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653."
+  }
+}
+
+variable "manage_shared_sagemaker_log_groups" {
+  description = "Create /aws/sagemaker/TrainingJobs and /aws/sagemaker/ProcessingJobs, which every SageMaker job of the account and region shares; true in exactly one environment per account and region."
+  type        = bool
+  default     = true
+}
 
 
 variable "tags" {

@@ -14,6 +14,9 @@ module "storage" {
   intelligent_tiering_after_days     = var.intelligent_tiering_after_days
   noncurrent_version_expiration_days = var.noncurrent_version_expiration_days
   access_log_retention_days          = var.access_log_retention_days
+  capture_expiration_days            = var.capture_expiration_days
+  staging_expiration_days            = var.staging_expiration_days
+  checkpoint_expiration_days         = var.checkpoint_expiration_days
   tags                               = var.tags
 }
 
@@ -40,6 +43,11 @@ module "observability" {
   monthly_budget_usd       = var.monthly_budget_usd
   enable_budget            = var.enable_budget
   tags                     = var.tags
+
+  cost_allocation_tag_key            = var.cost_allocation_tag_key
+  cost_allocation_tag_value          = coalesce(var.cost_allocation_tag_value, var.name_prefix)
+  log_retention_days                 = var.log_retention_days
+  manage_shared_sagemaker_log_groups = var.manage_shared_sagemaker_log_groups
 }
 
 module "identity" {
@@ -56,6 +64,7 @@ module "identity" {
   oidc_provider_url              = var.oidc_provider_url
   kubeflow_namespace             = var.kubeflow_namespace
   kubeflow_service_account       = var.kubeflow_service_account
+  pipeline_may_approve           = var.pipeline_may_approve
   metrics_namespace              = var.metrics_namespace
   require_job_output_kms_key     = var.require_job_output_kms_key
   vpc_id                         = var.vpc_id

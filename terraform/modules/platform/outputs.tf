@@ -108,7 +108,7 @@ output "endpoint_alarm_names" {
 }
 
 output "kubeflow_namespace" {
-  description = "Namespace of the Kubeflow profile whose default-editor service account the IRSA role trusts."
+  description = "Namespace of the Kubeflow profile whose pipeline service account the IRSA role trusts."
   value       = var.kubeflow_namespace
 }
 
@@ -130,4 +130,14 @@ output "security_group_ids" {
 output "metrics_namespace" {
   description = "CloudWatch namespace for the project's own metrics."
   value       = var.metrics_namespace
+}
+
+output "kubeflow_service_account" {
+  description = "Service account (in kubeflow_namespace) that pipeline pods run as and the IRSA role trusts."
+  value       = var.kubeflow_service_account
+}
+
+output "sagemaker_log_group_names" {
+  description = "SageMaker log groups this environment manages (retention log_retention_days, the project key)."
+  value       = module.observability.sagemaker_log_group_names
 }

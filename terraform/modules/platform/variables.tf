@@ -49,9 +49,15 @@ variable "kubeflow_namespace" {
 }
 
 variable "kubeflow_service_account" {
-  description = "Service account of the Kubeflow profile that runs pipeline pods."
+  description = "Service account of the Kubeflow profile that pipeline pods run as, the only one the IRSA role trusts (not default-editor, which notebooks share)."
   type        = string
-  default     = "default-editor"
+  default     = "skinlesion-pipeline-runner"
+}
+
+variable "pipeline_may_approve" {
+  description = "Let the pipeline role approve model versions itself (auto-approval, dev only); false denies it setting ModelApprovalStatus=Approved."
+  type        = bool
+  default     = false
 }
 
 variable "external_image_repository_arns" {
@@ -194,6 +200,48 @@ variable "terraform_state_region" {
 
 variable "terraform_state_kms_key_arn" {
   description = "Customer-managed KMS key of the state bucket, if any (null for SSE-S3 or aws/s3)."
+  type        = string
+  default     = null
+}
+
+variable "capture_expiration_days" {
+  description = "Days after which endpoint data capture (capture bucket, data-capture/) expires."
+  type        = number
+  default     = 90
+}
+
+variable "staging_expiration_days" {
+  description = "Days after which the SageMaker backend's staging copies (models bucket, staging/) expire."
+  type        = number
+  default     = 7
+}
+
+variable "checkpoint_expiration_days" {
+  description = "Days after which training checkpoints (models bucket, checkpoints/) expire."
+  type        = number
+  default     = 14
+}
+
+variable "log_retention_days" {
+  description = "Days CloudWatch Logs keeps the SageMaker job and endpoint logs."
+  type        = number
+  default     = 30
+}
+
+variable "manage_shared_sagemaker_log_groups" {
+  description = "Create the account-wide /aws/sagemaker/TrainingJobs and ProcessingJobs log groups (one environment per account and region)."
+  type        = bool
+  default     = true
+}
+
+variable "cost_allocation_tag_key" {
+  description = "Cost-allocation tag key the budget counts; every resource of the environment must carry it (the roots' default_tags do)."
+  type        = string
+  default     = "skinlesion:prefix"
+}
+
+variable "cost_allocation_tag_value" {
+  description = "Value of the cost-allocation tag the budget counts; null means name_prefix."
   type        = string
   default     = null
 }

@@ -18,6 +18,14 @@ locals {
     capture   = "capture"
   }
 
+  # Prefixes whose objects are working copies, expired after their variable's days: endpoint
+  # data capture, the SageMaker backend's staging area and training checkpoints (skinlesion
+  # settings: capture_uri, staging_root, checkpoint_root). Keyed by data bucket, then prefix.
+  prefix_expiration_days = {
+    capture = { "data-capture/" = var.capture_expiration_days }
+    models  = { "staging/" = var.staging_expiration_days, "checkpoints/" = var.checkpoint_expiration_days }
+  }
+
   bucket_names = { for key, purpose in local.data_buckets : key => "${var.name_prefix}-${purpose}-${local.account_id}-${local.region}" }
   logs_bucket  = "${var.name_prefix}-logs-${local.account_id}-${local.region}"
 }
@@ -55,10 +63,35 @@ data "aws_iam_policy_document" "key" {
       }
     }
   }
+
+  # CloudWatch Logs encrypts the SageMaker log groups (observability module) with this key; the
+  # encryption context names the log group, so only /aws/sagemaker/* groups of this account.
+  statement {
+    sid = "CloudWatchLogsEncryptSageMakerLogs"
+    actions = [
+      "kms:Encrypt*",
+      "kms:Decrypt*",
+      "kms:ReEncrypt*",
+      "kms:GenerateDataKey*",
+      "kms:Describe*",
+    ]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["logs.${local.region}.amazonaws.com"]
+    }
+
+    condition {
+      test     = "ArnLike"
+      variable = "kms:EncryptionContext:aws:logs:arn"
+      values   = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:/aws/sagemaker/*"]
+    }
+  }
 }
 
 resource "aws_kms_key" "this" {
-  description             = "${var.name_prefix}: data lake, ECR images, SageMaker volumes and outputs, SNS"
+  description             = "${var.name_prefix}: data lake, ECR images, SageMaker volumes, outputs and logs, SNS"
   enable_key_rotation     = true
   deletion_window_in_days = var.kms_deletion_window_days
   policy                  = data.aws_iam_policy_document.key.json
@@ -151,6 +184,25 @@ resource "aws_s3_bucket_lifecycle_configuration" "data" {
 
     abort_incomplete_multipart_upload {
       days_after_initiation = 7
+    }
+  }
+
+  # Expiry makes the current version noncurrent (versioning is on); the rule above then removes
+  # it after noncurrent_version_expiration_days.
+  dynamic "rule" {
+    for_each = lookup(local.prefix_expiration_days, each.key, {})
+
+    content {
+      id     = "expire-${trimsuffix(rule.key, "/")}"
+      status = "Enabled"
+
+      filter {
+        prefix = rule.key
+      }
+
+      expiration {
+        days = rule.value
+      }
     }
   }
 

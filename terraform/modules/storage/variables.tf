@@ -65,6 +65,38 @@ variable "access_log_retention_days" {
 }
 
 
+variable "capture_expiration_days" {
+  description = "Days after which endpoint data capture (capture bucket, data-capture/) expires; monitoring reads the recent window only."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.capture_expiration_days >= 1
+    error_message = "capture_expiration_days must be >= 1."
+  }
+}
+
+variable "staging_expiration_days" {
+  description = "Days after which the SageMaker backend's staging copies (models bucket, staging/) expire."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.staging_expiration_days >= 1
+    error_message = "staging_expiration_days must be >= 1."
+  }
+}
+
+variable "checkpoint_expiration_days" {
+  description = "Days after which training checkpoints (models bucket, checkpoints/) expire; a spot restart needs them only while its job runs."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.checkpoint_expiration_days >= 1
+    error_message = "checkpoint_expiration_days must be >= 1."
+  }
+}
 
 variable "tags" {
   description = "Tags added to every resource of this module."
