@@ -17,10 +17,12 @@ def register(
     data_uri: str,
     architecture: str,
     approval_margin: float,
+    min_balanced_accuracy: float,
     git_commit: str,
     run_id: str,
 ) -> NamedTuple("Registration", [("model_version_arn", str), ("approval_status", str)]):
-    """Register a model version: Approved when it beats the approved one by ``approval_margin``.
+    """Register a model version: Rejected below the gate; Approved when it beats the approved
+    one by ``approval_margin``; else PendingManualApproval.
 
     Args:
         backend: ``local`` or ``sagemaker``.
@@ -30,6 +32,7 @@ def register(
         data_uri: The training data's URI, kept as lineage.
         architecture: The network's architecture, kept as metadata.
         approval_margin: Balanced accuracy the candidate must gain over the approved version.
+        min_balanced_accuracy: The gate: below it the version is registered as Rejected.
         git_commit: The code's commit, kept as lineage.
         run_id: The pipeline run's id, kept as lineage.
     """
@@ -45,6 +48,7 @@ def register(
         data_uri=data_uri,
         architecture=architecture,
         approval_margin=approval_margin,
+        min_balanced_accuracy=min_balanced_accuracy,
         git_commit=git_commit,
         run_id=run_id,
     )

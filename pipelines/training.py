@@ -55,10 +55,11 @@ def training_pipeline(
     2. train: fine-tune the network.
     3. evaluate: balanced accuracy and the report on the test split; baseline: the model's
        monitoring baseline on the validation split (alongside the gate).
-    4. gate: balanced accuracy >= threshold, else record the rejection.
-    5. register: a model package version, Approved when it beats the approved one.
-    6. deploy: the endpoint, when the version is Approved; else record why not.
-    7. exit handler: record how the run ended (succeeded, failed, cancelled).
+    4. register: every candidate becomes a model package version, gated on balanced accuracy:
+       Rejected below ``threshold``, Approved when it beats the approved one by
+       ``approval_margin``, else PendingManualApproval.
+    5. deploy: the endpoint, when the version is Approved; else record why not.
+    6. exit handler: record how the run ended (succeeded, failed, cancelled).
 
     Task settings (retries, caching, pod size, AWS settings from the ConfigMap, TTL) come from
     ``skinlesion.kubeflow.tasks``.
@@ -109,50 +110,54 @@ def training_pipeline(
             cache=True,
         )
 
-        with dsl.If(balanced_accuracy >= threshold, name="gate-passed"):
-            register_op = aws_step(
-                register(
+        # Every candidate is registered, so the registry keeps each one and its status: below
+        # the gate it is Rejected, else Approved or PendingManualApproval (decide_approval).
+        register_op = aws_step(
+            register(
+                backend=backend,
+                model=train_op.outputs["model"],
+                evaluation=evaluate_op.outputs["evaluation"],
+                model_group=model_group,
+                data_uri=data_uri,
+                architecture=architecture,
+                approval_margin=approval_margin,
+                min_balanced_accuracy=threshold,
+                git_commit=git_commit,
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            ).set_display_name("Register"),
+            cache=False,
+        )
+        approval = register_op.outputs["approval_status"]
+        with dsl.If(approval == "Approved", name="approved"):
+            aws_step(
+                deploy(
                     backend=backend,
-                    model=train_op.outputs["model"],
-                    evaluation=evaluate_op.outputs["evaluation"],
-                    model_group=model_group,
-                    data_uri=data_uri,
-                    architecture=architecture,
-                    approval_margin=approval_margin,
-                    git_commit=git_commit,
-                    run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                ).set_display_name("Register"),
+                    model_version_arn=register_op.outputs["model_version_arn"],
+                    endpoint_name=endpoint_name,
+                    instance_type=instance_type,
+                    min_instances=min_instances,
+                    max_instances=max_instances,
+                ).set_display_name("Deploy"),
                 cache=False,
             )
-            with dsl.If(register_op.outputs["approval_status"] == "Approved", name="approved"):
-                aws_step(
-                    deploy(
-                        backend=backend,
-                        model_version_arn=register_op.outputs["model_version_arn"],
-                        endpoint_name=endpoint_name,
-                        instance_type=instance_type,
-                        min_instances=min_instances,
-                        max_instances=max_instances,
-                    ).set_display_name("Deploy"),
-                    cache=False,
-                )
-            with dsl.Else(name="pending-approval"):
-                note_step(
-                    record_decision(
-                        stage="approval",
-                        balanced_accuracy=balanced_accuracy,
-                        threshold=threshold,
-                        detail="Registered as PendingManualApproval: it does not beat the "
-                        "approved version by the approval margin. Approve it in the registry "
-                        "to deploy it.",
-                    ).set_display_name("Record pending approval")
-                )
-        with dsl.Else(name="gate-failed"):
+        with dsl.Elif(approval == "Rejected", name="gate-failed"):
             note_step(
                 record_decision(
                     stage="gate",
                     balanced_accuracy=balanced_accuracy,
                     threshold=threshold,
-                    detail="Balanced accuracy below the threshold: not registered, not deployed.",
+                    detail="Balanced accuracy below the threshold: registered as Rejected, "
+                    "not deployed.",
                 ).set_display_name("Record rejection")
+            )
+        with dsl.Else(name="pending-approval"):
+            note_step(
+                record_decision(
+                    stage="approval",
+                    balanced_accuracy=balanced_accuracy,
+                    threshold=threshold,
+                    detail="Registered as PendingManualApproval: it does not beat the "
+                    "approved version by the approval margin. Approve it in the registry "
+                    "to deploy it.",
+                ).set_display_name("Record pending approval")
             )
