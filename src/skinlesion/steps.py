@@ -13,6 +13,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,8 +67,15 @@ def _location(backend: Backend, artifact: ArtifactLike) -> str:
     return backend.artifact_location(artifact.path, artifact.uri)
 
 
+def _run_recorded(artifact: ArtifactLike, run: Callable[[], JobResult]) -> JobResult:
+    """Run a step's job and keep its name, outputs, metrics and wall time next to its output."""
+    started = time.monotonic()
+    result = run()
+    _record(artifact, result, started)
+    return result
+
+
 def _record(artifact: ArtifactLike, result: JobResult, started: float) -> None:
-    """Keep the job's name, outputs, metrics and wall time next to the artifact."""
     folder = Path(artifact.path)
     folder.mkdir(parents=True, exist_ok=True)
     record = {
@@ -104,9 +112,7 @@ def preprocess(
         run_id=job_identity(dataset),
         task_name="preprocess",
     )
-    started = time.monotonic()
-    result = be.preprocess(request)
-    _record(dataset, result, started)
+    result = _run_recorded(dataset, lambda: be.preprocess(request))
     DatasetHandoff(
         dataset=result.remote_output_uri or result.output_uri,
         data_uri=data_uri,
@@ -136,9 +142,7 @@ def train(
         run_id=job_identity(model),
         task_name="train",
     )
-    started = time.monotonic()
-    result = be.train(request)
-    _record(model, result, started)
+    result = _run_recorded(model, lambda: be.train(request))
     ModelHandoff(
         model_data=result.output_uri,
         job_model_data=result.remote_output_uri or result.output_uri,
@@ -170,8 +174,7 @@ def evaluate(
         run_id=job_identity(evaluation),
         task_name="evaluate",
     )
-    started = time.monotonic()
-    result = be.evaluate(request)
+    result = _run_recorded(evaluation, lambda: be.evaluate(request))
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch)
         for name in ("kfp_metrics.json", "kfp_classification.json", "report.html"):
@@ -187,7 +190,6 @@ def evaluate(
             classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
         Path(report.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local / "report.html", report.path)
-    _record(evaluation, result, started)
     balanced_accuracy = float(result.metrics["balanced_accuracy"])
     EvaluationHandoff(
         evaluation=result.remote_output_uri or result.output_uri,

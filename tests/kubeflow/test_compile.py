@@ -140,11 +140,17 @@ def test_every_stage_the_gate_and_the_exit_handler_are_in_the_graph(
     assert display["preprocess"] == "Preprocess" and display["deploy"] == "Deploy"
     assert display["exit-status"] == "Record run status"
     conditions = [t.get("triggerPolicy", {}).get("condition", "") for t in tasks.values()]
-    gate = "inputs.parameter_values['pipelinechannel--evaluate-Output'] >= "
-    gate += "inputs.parameter_values['pipelinechannel--threshold']"
-    assert gate in conditions
-    assert f"!({gate})" in conditions
-    assert any("register-approval_status'] == 'Approved'" in c for c in conditions)
+    # The gate is the register step's: every candidate is registered, Rejected below threshold.
+    register_inputs = tasks["register"]["inputs"]["parameters"]
+    assert register_inputs["min_balanced_accuracy"] == {
+        "componentInputParameter": "threshold"
+    } or "threshold" in str(register_inputs["min_balanced_accuracy"])
+    assert "triggerPolicy" not in tasks["register"]
+    approved = "inputs.parameter_values['pipelinechannel--register-approval_status'] == 'Approved'"
+    rejected = "inputs.parameter_values['pipelinechannel--register-approval_status'] == 'Rejected'"
+    assert approved in conditions
+    assert any(rejected in c and approved in c for c in conditions)  # elif: !approved && rejected
+    assert any(c.startswith("!(") and rejected in c for c in conditions)  # else: neither
     # The exit handler: after the whole graph, whatever its outcome, with the final status.
     exit_task = spec["root"]["dag"]["tasks"]["exit-status"]
     assert exit_task["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"

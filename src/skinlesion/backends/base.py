@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any
 
 from skinlesion import storage
 from skinlesion.config import PreprocessConfig, TrainConfig
+
+log = logging.getLogger(__name__)
 
 
 class ApprovalStatus(enum.StrEnum):
@@ -230,9 +233,32 @@ class Backend(abc.ABC):
     def baseline(self, request: BaselineRequest) -> JobResult:
         """Describe the model's inputs and outputs on a dataset split (the monitoring baseline)."""
 
-    @abc.abstractmethod
     def monitor(self, request: MonitorRequest) -> JobResult | None:
-        """Check one window of captured requests; None when the window holds no capture."""
+        """Check one window of captured requests; None (and no job) when it holds no capture."""
+        capture_uri = self.capture_root(request)
+        files = self.list_capture_files(
+            request.endpoint_name, capture_uri, request.start, request.end
+        )
+        if not files:
+            log.warning(
+                "No capture files of %s under %s between %s and %s: nothing to monitor",
+                request.endpoint_name,
+                capture_uri,
+                request.start,
+                request.end,
+            )
+            return None
+        return self.run_monitor_job(request, capture_uri, files)
+
+    @abc.abstractmethod
+    def capture_root(self, request: MonitorRequest) -> str:
+        """Where the endpoint's capture lands (the writer adds ``<endpoint>/<variant>``)."""
+
+    @abc.abstractmethod
+    def run_monitor_job(
+        self, request: MonitorRequest, capture_uri: str, files: list[str]
+    ) -> JobResult:
+        """Run the monitor job over the window's capture ``files`` (never empty)."""
 
     @abc.abstractmethod
     def list_capture_files(

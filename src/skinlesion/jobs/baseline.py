@@ -15,16 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, JobKind, run_job
+from skinlesion.contract import PROCESSING_INPUT, JobKind, run_job
 from skinlesion.data.store import SPLITS
+from skinlesion.jobs.arguments import add_dataset_model_output
 from skinlesion.logs import configure_logging
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DATASET = f"{PROCESSING_INPUT}/dataset"
-DEFAULT_MODEL = f"{PROCESSING_INPUT}/model"
 DEFAULT_RAW = f"{PROCESSING_INPUT}/data"
-DEFAULT_OUTPUT = f"{PROCESSING_OUTPUT}/baseline"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,24 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         DEFAULT_SPLIT,
     )
 
-    parser.add_argument(
-        "--dataset",
-        type=Path,
-        default=Path(DEFAULT_DATASET),
-        help=f"preprocessed dataset folder (default {DEFAULT_DATASET})",
-    )
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=Path(DEFAULT_MODEL),
-        help=f"model folder, folder with model.tar.gz, or the archive (default {DEFAULT_MODEL})",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=Path(DEFAULT_OUTPUT),
-        help=f"where the baseline goes (default {DEFAULT_OUTPUT})",
-    )
+    add_dataset_model_output(parser, "baseline", "the baseline files")
     parser.add_argument(
         "--raw",
         type=Path,

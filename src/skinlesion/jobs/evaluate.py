@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from skinlesion.config import PRECISIONS
-from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, JobKind, run_job
+from skinlesion.contract import JobKind, run_job
 from skinlesion.data.store import SPLITS, read_manifest, read_split
+from skinlesion.jobs.arguments import add_dataset_model_output
 from skinlesion.logs import configure_logging
 from skinlesion.metrics import (
     EvaluationResult,
@@ -67,9 +68,6 @@ OUTPUT_FILES = (
     KFP_CLASSIFICATION_FILE,
 )
 
-DEFAULT_DATASET = f"{PROCESSING_INPUT}/dataset"
-DEFAULT_MODEL = f"{PROCESSING_INPUT}/model"
-DEFAULT_OUTPUT = f"{PROCESSING_OUTPUT}/evaluation"
 DEFAULT_ROC_CLASS = "MEL"
 # Grad-CAM costs a forward and a backward pass per image: only the most confident mistakes.
 GRADCAM_EXAMPLES = 6
@@ -87,25 +85,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the job's options to ``parser`` (shared by the job and the ``skinlesion`` CLI)."""
-    parser.add_argument(
-        "--dataset",
-        type=Path,
-        default=Path(DEFAULT_DATASET),
-        help=f"preprocessed dataset folder (default {DEFAULT_DATASET})",
-    )
-    parser.add_argument(
-        "--model",
-        type=Path,
-        default=Path(DEFAULT_MODEL),
-        help="folder with model.json + model.pt, or with model.tar.gz, or the "
-        f"archive itself (default {DEFAULT_MODEL})",
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=Path(DEFAULT_OUTPUT),
-        help=f"where the evaluation files go (default {DEFAULT_OUTPUT})",
-    )
+    add_dataset_model_output(parser, "evaluation", "the evaluation files")
     parser.add_argument(
         "--split", default="test", choices=SPLITS, help="which split to score (default test)"
     )

@@ -186,31 +186,19 @@ class LocalBackend(Backend):
         job = self._processing("baseline", request.job_name, "skinlesion.jobs.baseline", args)
         return JobResult(job.name, JobStatus.COMPLETED, str(output))
 
-    def monitor(self, request: MonitorRequest) -> JobResult | None:
-        served: ServedModel | None = None
-        capture_root = request.capture_uri
-        if not capture_root:
-            served = self.served_model(request.endpoint_name)
-            capture_root = served.capture_uri
-        files = self.list_capture_files(
-            request.endpoint_name, capture_root, request.start, request.end
-        )
-        if not files:
-            log.warning(
-                "No capture files of %s under %s between %s and %s: nothing to monitor",
-                request.endpoint_name,
-                capture_root,
-                request.start,
-                request.end,
-            )
-            return None
+    def capture_root(self, request: MonitorRequest) -> str:
+        return request.capture_uri or self.served_model(request.endpoint_name).capture_uri
+
+    def run_monitor_job(
+        self, request: MonitorRequest, capture_uri: str, files: list[str]
+    ) -> JobResult:
         baseline = request.baseline_uri or self.endpoint_baseline(
             request.endpoint_name, request.dataset_uri
         )
         output = storage.local_path(request.output_uri)
         args = [
             "--baseline", str(storage.local_path(baseline)),
-            "--capture", str(self._capture_folder(capture_root, request.endpoint_name)),
+            "--capture", str(self._capture_folder(capture_uri, request.endpoint_name)),
             "--output", str(output),
             "--checks", request.checks,
             "--labels", request.labels_uri,

@@ -260,33 +260,27 @@ class SageMakerBackend(Backend):
         )
         return self._processing_result(state, output, request.output_uri)
 
-    def monitor(self, request: MonitorRequest) -> JobResult | None:
-        """A processing job running ``skinlesion.jobs.monitor`` over the window's capture files
-        (a ManifestFile input); None when the window holds none."""
-        if not request.baseline_uri:
-            raise MonitoringSetupError(
-                "No baseline_uri: with backend=sagemaker pass the S3 folder that the baseline job "
-                "wrote for the deployed model (pipelines.monitoring.baseline_uri in the params "
-                "file)."
-            )
+    def capture_root(self, request: MonitorRequest) -> str:
         capture_root = request.capture_uri or self.settings.default_capture_uri
         if not capture_root:
             raise MonitoringSetupError(
                 "No capture destination: pass capture_uri or set SKINLESION_CAPTURE_URI / the "
                 "Terraform output capture_bucket."
             )
-        objects = self.list_capture_files(
-            request.endpoint_name, capture_root, request.start, request.end
-        )
-        if not objects:
-            log.warning(
-                "No capture files of %s under %s between %s and %s: nothing to monitor",
-                request.endpoint_name,
-                capture_root,
-                request.start,
-                request.end,
+        return capture_root
+
+    def run_monitor_job(
+        self, request: MonitorRequest, capture_uri: str, files: list[str]
+    ) -> JobResult:
+        """A processing job running ``skinlesion.jobs.monitor`` over the window's capture files
+        (a ManifestFile input)."""
+        if not request.baseline_uri:
+            raise MonitoringSetupError(
+                "No baseline_uri: with backend=sagemaker pass the S3 folder that the baseline job "
+                "wrote for the deployed model (pipelines.monitoring.baseline_uri in the params "
+                "file)."
             )
-            return None
+        objects = files
         model_uri = request.model_uri or str(
             self._read_json(join_uri(request.baseline_uri, BASELINE_STATISTICS_FILE))["model"][
                 "uri"
