@@ -19,6 +19,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -100,6 +101,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threshold", type=float, help="override the gate's threshold")
     parser.add_argument("--classify", type=int, default=8, help="test images sent over HTTP")
     parser.add_argument("--keep-endpoint", action="store_true", help="leave the endpoint running")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show everything the run logs (kfp.local's executor dumps, every job line); "
+        "by default it goes to <workdir>/demo.log and the console shows the stages",
+    )
     return parser.parse_args(argv)
 
 
@@ -164,16 +171,48 @@ def stage_times(run_dir: Path) -> dict[str, float]:
     return dict(sorted(times.items(), key=lambda item: rank.get(item[0], len(rank))))
 
 
+def failure_reason(local_root: Path) -> str:
+    """The first line of the newest job failure under the local backend's root ("" if none)."""
+    files = [
+        *local_root.glob("jobs/*/opt/ml/output/failure"),
+        *local_root.glob("jobs/*/opt/ml/output/message"),
+    ]
+    if not files:
+        return ""
+    newest = max(files, key=lambda p: p.stat().st_mtime)
+    return newest.read_text(errors="replace").strip().splitlines()[0]
+
+
+def local_training_pipeline() -> Any:
+    """The training pipeline as a local run builds it: no retries (``tasks.NO_RETRY``: a local
+    job fails on its data, parameters or code, and would fail the same way again).
+
+    ``@dsl.pipeline`` builds the graph when the module is executed, so the module is executed
+    again under the local policy; the graph is otherwise the one Kubeflow runs.
+    """
+    import importlib
+
+    import pipelines.training
+    from skinlesion.kubeflow.tasks import NO_RETRY, retry_policy
+
+    with retry_policy(NO_RETRY):
+        module = importlib.reload(pipelines.training)
+    return module.training_pipeline
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     configure_logging()
     from kfp import local
 
-    from pipelines.training import training_pipeline
+    from pipelines.console import Console
     from skinlesion.backends.local import ROOT_ENV, LocalBackend
+
+    training_pipeline = local_training_pipeline()
 
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
+    # The demo is an edge: kfp.local's step subprocesses find the local backend's root here.
     os.environ[ROOT_ENV] = str(workdir / "local")
     started = time.monotonic()
 
@@ -214,9 +253,22 @@ def main(argv: list[str] | None = None) -> int:
         "endpoint_name": "skinlesion-demo",
         "model_group": "skinlesion-demo",
     }
-    log.info("running the training pipeline with kfp.local: %s", json.dumps(arguments))
+    log_file = workdir / "demo.log"
+    log_file.write_text("")
+    log.info("running the training pipeline with kfp.local; its full log: %s", log_file)
     before = set(pipeline_root.glob("*")) if pipeline_root.exists() else set()
-    training_pipeline(**arguments)
+    console = Console(log_file, verbose=args.verbose)
+    try:
+        with console.capture():
+            log.info("pipeline arguments: %s", json.dumps(arguments))
+            training_pipeline(**arguments)
+    except RuntimeError as error:
+        reason = failure_reason(workdir / "local") or (
+            console.state.failures[-1] if console.state.failures else str(error)
+        )
+        print(f"\nThe pipeline stopped (full log: {log_file}).", file=sys.stderr)
+        print(reason, file=sys.stderr)
+        return 1
     run_dirs = sorted(set(pipeline_root.glob("*")) - before, key=lambda p: p.stat().st_mtime)
     run_dir = run_dirs[-1]
 
@@ -255,11 +307,21 @@ def main(argv: list[str] | None = None) -> int:
             for (_, truth), (image, pred, prob) in zip(images, results, strict=True):
                 print(f"  {image}: true {truth:<4} predicted {pred:<4} p={prob:.2f}")
         finally:
-            if not args.keep_endpoint:
+            if args.keep_endpoint:
+                print(
+                    "the endpoint keeps running; stop it with: "
+                    f"skinlesion endpoint delete skinlesion-demo --local-root {workdir / 'local'}"
+                )
+            else:
                 backend.delete_endpoint("skinlesion-demo")
     else:
         print("endpoint:        not deployed")
         status = 1
+    if not args.data:
+        print(
+            "note:            this model learnt generated images; its answers on real photos "
+            "mean nothing (make demo DATA=<ISIC folder> trains on real data)"
+        )
     print(f"total wall time: {time.monotonic() - started:.0f} s")
     return status
 

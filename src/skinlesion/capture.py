@@ -209,6 +209,8 @@ HOUR_FOLDER = "%Y/%m/%d/%H"
 def window_hour_folders(start: datetime, end: datetime) -> list[str]:
     """``yyyy/mm/dd/hh`` of every hour that overlaps [start, end) (UTC), oldest first."""
     hours: list[str] = []
+    if end <= start:
+        return hours
     moment = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     while moment < end:
         hours.append(moment.strftime(HOUR_FOLDER))

@@ -50,7 +50,7 @@ def test_demo_runs_the_graph_and_classifies_over_http(
     assert all(r["status"] == "Completed" and r["wall_seconds"] > 0 for r in records.values())
 
 
-def test_gate_failure_records_the_rejection_and_registers_nothing(
+def test_gate_failure_records_the_rejection_and_registers_the_candidate_as_rejected(
     tmp_path: Path, local_root: Path, sample_data_dir: Path
 ) -> None:
     from kfp import local
@@ -74,6 +74,8 @@ def test_gate_failure_records_the_rejection_and_registers_nothing(
     assert len(decisions) == 1
     text = decisions[0].read_text()
     assert "gate" in text and "threshold: 1.0100" in text
-    assert LocalBackend.from_environment().list_versions("gate-test") == []
+    # The registry keeps the candidate and why it was not promoted.
+    [version] = LocalBackend.from_environment().list_versions("gate-test")
+    assert version.approval_status.value == "Rejected"
     assert not (local_root / "endpoints" / "gate-test").exists()
     assert os.environ["SKINLESION_LOCAL_ROOT"] == str(local_root)

@@ -34,6 +34,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 log = logging.getLogger(__name__)
+# Progress lines that a console summary such as `make demo` shows as they come.
+progress_log = logging.getLogger("skinlesion.progress")
 
 # What a broken or foreign file raises inside Pillow.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
@@ -204,7 +206,17 @@ class _Progress:
             and (self.done >= self.next_log or self.done == self.total)
         ):
             self.next_log += max(1, self.total // 10)
-            log.info("%s: %d/%d images", self.description, self.done, self.total)
+            elapsed = time.perf_counter() - self.started
+            eta = elapsed / self.done * (self.total - self.done)
+            progress_log.info(
+                "%s: %d/%d images (%d%%), %.0f images/s, ETA %.0f s",
+                self.description,
+                self.done,
+                self.total,
+                100 * self.done // self.total,
+                self.done / elapsed if elapsed > 0 else 0.0,
+                eta,
+            )
 
     def close(self) -> float:
         if self.bar is not None:

@@ -18,6 +18,8 @@ decorates itself with :func:`pipeline_config`. What they set, and why:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
 from kfp import dsl, kubernetes
@@ -73,6 +75,22 @@ class PodResources:
 
 
 AWS_RETRY = RetryPolicy()
+# A local run (make demo) has no throttling, capacity or eviction to wait out: a job that fails
+# there fails on its data, parameters or code, and would fail the same way again.
+NO_RETRY = RetryPolicy(num_retries=0)
+_retry_policy: list[RetryPolicy] = [AWS_RETRY]
+
+
+@contextlib.contextmanager
+def retry_policy(policy: RetryPolicy) -> Iterator[None]:
+    """Build the pipelines called inside this block with ``policy`` on their AWS steps."""
+    _retry_policy.append(policy)
+    try:
+        yield
+    finally:
+        _retry_policy.pop()
+
+
 # The pod starts a SageMaker job and streams its logs: a quarter core is plenty.
 ORCHESTRATION_RESOURCES = PodResources("250m", "512Mi", "1", "2Gi")
 # With backend=local on a cluster the jobs run inside the step's pod (``compile
@@ -92,7 +110,7 @@ def _small_pod(task: dsl.PipelineTask) -> None:
 def aws_step(task: dsl.PipelineTask, *, cache: bool) -> dsl.PipelineTask:
     """Settings of a step that calls AWS: retries with backoff, caching as given, a small pod
     and the AWS settings from the ConfigMap. Returns ``task``."""
-    retry = AWS_RETRY
+    retry = _retry_policy[-1]
     task.set_retry(
         num_retries=retry.num_retries,
         backoff_duration=retry.backoff_duration,

@@ -61,6 +61,8 @@ from skinlesion.training.reporting import format_epoch_line
 from skinlesion.training.stopping import early_stopping
 
 log = logging.getLogger(__name__)
+# Progress lines (speed, ETA) that a console summary such as `make demo` shows as they come.
+progress_log = logging.getLogger("skinlesion.progress")
 
 # Hyperparameters that shape the trajectory: a checkpoint written under other values cannot be
 # resumed exactly, so resuming from it is refused.
@@ -193,9 +195,51 @@ class InputSpec:
 
 
 def show_progress(is_main: bool) -> bool:
-    """Progress bars only for a person at a terminal, never in SageMaker's logs."""
+    """A progress bar only for a person at a terminal, never in SageMaker's logs (elsewhere
+    progress is a log line every ``PROGRESS_LOG_SECONDS``)."""
     on_sagemaker = "TRAINING_JOB_NAME" in os.environ or "SM_TRAINING_ENV" in os.environ
     return is_main and not on_sagemaker and sys.stderr.isatty()
+
+
+PROGRESS_LOG_SECONDS = 30.0
+
+
+class EpochProgress:
+    """Log lines with speed and the epoch's ETA while an epoch runs, for logs that are not a
+    terminal (``make demo`` piped, CloudWatch): at most one per ``interval`` seconds."""
+
+    def __init__(self, epoch: int, epochs: int, total: int, interval: float) -> None:
+        self.epoch, self.epochs, self.total, self.interval = epoch, epochs, total, interval
+        self.started = time.perf_counter()
+        self.next_at = self.started + interval
+
+    def update(self, done: int, images: int) -> None:
+        now = time.perf_counter()
+        if now < self.next_at or done >= self.total:
+            return
+        self.next_at = now + self.interval
+        elapsed = now - self.started
+        eta = elapsed / done * (self.total - done)
+        progress_log.info(
+            "epoch %d/%d: %d/%d batches (%d%%), %.1f images/s, epoch ETA %s",
+            self.epoch,
+            self.epochs,
+            done,
+            self.total,
+            100 * done // self.total,
+            images / elapsed,
+            format_duration(eta),
+        )
+
+
+def format_duration(seconds: float) -> str:
+    """``1h02m``, ``4m10s`` or ``12s``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
 
 
 class CrossEntropy(nn.Module):
@@ -245,8 +289,12 @@ def train_one_epoch(
     augment: BatchAugment | None,
     epoch: int,
     progress: bool = False,
+    epochs: int = 0,
+    log_progress: bool = False,
 ) -> dict[str, float]:
-    """One pass over ``loader``; the scheduler steps per batch. Returns loss, images, speed."""
+    """One pass over ``loader``; the scheduler steps per batch. Returns loss, images, speed.
+
+    ``progress``: a tqdm bar; ``log_progress``: periodic log lines with an ETA instead."""
     from tqdm import tqdm
 
     model.train()
@@ -254,7 +302,12 @@ def train_one_epoch(
     seen = 0
     started = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
-    for images, labels in bar:
+    ticker = (
+        EpochProgress(epoch, epochs, len(loader), PROGRESS_LOG_SECONDS)
+        if log_progress and not progress
+        else None
+    )
+    for step, (images, labels) in enumerate(bar, start=1):
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         if augment is not None:
@@ -273,6 +326,8 @@ def train_one_epoch(
         seen += len(labels)
         if progress:
             bar.set_postfix(loss=f"{loss.item():.3f}")
+        elif ticker is not None:
+            ticker.update(step, seen)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - started
@@ -675,6 +730,8 @@ def train_and_validate(run: TrainingRun, epoch: int, *, progress: bool = False) 
         augment=run.augment if config.augment else None,
         epoch=epoch,
         progress=progress,
+        epochs=config.epochs,
+        log_progress=distributed.is_main,
     )
     val_stats = evaluate(
         run.network,
