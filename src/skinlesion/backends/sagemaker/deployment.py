@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +17,7 @@ from skinlesion.backends.sagemaker.errors import (
     ModelNotApprovedError,
     is_not_found,
 )
+from skinlesion.backends.sagemaker.instance_storage import has_instance_storage
 from skinlesion.backends.sagemaker.naming import check_job_name, digest, resource_name
 from skinlesion.backends.sagemaker.validation import validate_request
 from skinlesion.settings import Settings
@@ -30,21 +30,11 @@ SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
 BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
 BROKEN = frozenset({"Failed", "UpdateRollbackFailed", "OutOfService"})
 MAX_ROLLBACK_ALARMS = 10
-# A "d" after the generation marks local NVMe storage (m5d, c6id, g4dn, p3dn, p4d, p4de).
-_LOCAL_STORAGE_FAMILY = re.compile(r"[a-z]+\d+[a-z]*d[a-z]*")
-_LOCAL_STORAGE_FAMILIES = frozenset({"g5", "g6", "g6e", "p5", "p5e", "trn1", "trn1n"})
 
 
 def invocation_url(region: str, endpoint_name: str) -> str:
     """The HTTPS URL that InvokeEndpoint posts to."""
     return f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{endpoint_name}/invocations"
-
-
-def has_instance_storage(instance_type: str) -> bool:
-    """True for instance types with local NVMe storage (``ml.m5d``, ``ml.g4dn``, ``ml.g5``...),
-    on which CreateEndpointConfig refuses a KmsKeyId."""
-    family = instance_type.split(".")[1] if instance_type.count(".") >= 2 else ""
-    return bool(_LOCAL_STORAGE_FAMILY.fullmatch(family)) or family in _LOCAL_STORAGE_FAMILIES
 
 
 def scaling_resource_id(endpoint_name: str, variant: str = VARIANT) -> str:
