@@ -28,7 +28,9 @@ VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
 BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
-BROKEN = frozenset({"Failed", "UpdateRollbackFailed", "OutOfService"})
+# Only a Failed endpoint serves nothing and may be deleted to be created again; these two may
+# still serve traffic (the old fleet), so a person decides.
+MAYBE_SERVING = frozenset({"UpdateRollbackFailed", "OutOfService"})
 MAX_ROLLBACK_ALARMS = 10
 
 
@@ -70,6 +72,7 @@ class EndpointDeployer:
     def deploy(self, request: DeployRequest) -> Endpoint:
         """Serve ``request.model_version_arn`` at ``request.endpoint_name``; return it InService."""
         check_deploy_request(request)
+        self.check_timing()
         package = self.sagemaker.describe_model_package(ModelPackageName=request.model_version_arn)
         status = package.get("ModelApprovalStatus", "")
         if status != ApprovalStatus.APPROVED.value:
@@ -88,7 +91,16 @@ class EndpointDeployer:
                 current["EndpointStatus"],
             )
             current = self._wait_settled(request.endpoint_name)
-        if current is not None and current["EndpointStatus"] in BROKEN:
+        if current is not None and current["EndpointStatus"] in MAYBE_SERVING:
+            raise DeploymentError(
+                f"Endpoint {request.endpoint_name} is {current['EndpointStatus']} and may still "
+                "serve traffic, so it is not deleted. Look at it in the SageMaker console "
+                "(FailureReason: "
+                f"{current.get('FailureReason') or 'none given'}); when it is InService again, "
+                "run the deploy again; to start over, delete it with `skinlesion endpoint delete "
+                f"{request.endpoint_name} --backend sagemaker` and deploy."
+            )
+        if current is not None and current["EndpointStatus"] == "Failed":
             log.warning(
                 "Endpoint %s is %s: deleting it to create it again",
                 request.endpoint_name,
@@ -129,6 +141,22 @@ class EndpointDeployer:
                 "rollback_alarms": alarms,
             },
         )
+
+    def check_timing(self) -> None:
+        """Refuse, before any call, a bake time the endpoint timeout cannot wait through."""
+        bake = self.settings.blue_green_bake_seconds
+        timeout = self.settings.endpoint_timeout_seconds
+        if bake >= timeout:
+            raise DeploymentError(
+                f"SKINLESION_BLUE_GREEN_BAKE_SECONDS ({bake}) must be shorter than "
+                f"SKINLESION_ENDPOINT_TIMEOUT_SECONDS ({timeout}): the deploy step waits through "
+                "the bake and would give up first. Raise the timeout or shorten the bake."
+            )
+        if bake > 28800 - 600:
+            raise DeploymentError(
+                f"SKINLESION_BLUE_GREEN_BAKE_SECONDS ({bake}) leaves no room in SageMaker's "
+                "MaximumExecutionTimeoutInSeconds (at most 28800 s): at most 28200."
+            )
 
     def model_name(self, endpoint_name: str, package: Mapping[str, Any]) -> str:
         """The Model's name: endpoint, package version and a hash of what the model is made of."""
