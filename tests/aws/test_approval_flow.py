@@ -7,7 +7,6 @@ import dataclasses
 from pathlib import Path
 
 import yaml
-
 from tests.aws.helpers import registered
 
 from skinlesion.aws import AwsClients

@@ -54,7 +54,9 @@ def test_a_failed_endpoint_is_created_again(backend: SageMakerBackend, clients: 
 def test_a_bake_longer_than_the_timeout_is_refused_before_any_call(
     settings: Settings, clients: AwsClients
 ) -> None:
-    slow = dataclasses.replace(settings, blue_green_bake_seconds=3600, endpoint_timeout_seconds=1800)
+    slow = dataclasses.replace(
+        settings, blue_green_bake_seconds=3600, endpoint_timeout_seconds=1800
+    )
     backend = SageMakerBackend(slow, clients, sleep=lambda _: None)
     with pytest.raises(DeploymentError, match=r"BAKE_SECONDS \(3600\) must be shorter"):
         backend.deploy(DeployRequest(model_version_arn="arn:none", endpoint_name=ENDPOINT))
