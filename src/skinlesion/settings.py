@@ -127,6 +127,11 @@ class Settings:
     assume_role_arn: str = _setting("", "Role the AWS clients assume through STS (empty: none)")
     endpoint_url: str = _setting("", "One endpoint URL for every AWS client (a local emulator)")
     max_api_attempts: int = _setting(10, "botocore 'standard' retry mode: attempts per API call")
+    auto_approve: bool = _setting(
+        False,
+        "Register may set a version Approved (deploys it at once); false: at best "
+        "PendingManualApproval, a person approves (docs/sagemaker.md, Approval flow)",
+    )
     rollback_alarm_names: tuple[str, ...] = _setting(
         (), "CloudWatch alarms that roll a blue/green update back, besides those on the endpoint"
     )

@@ -264,6 +264,28 @@ def deploy(
     return endpoint.url
 
 
+def stop_run_jobs(*, backend: str, run_id: str, state: str) -> list[str]:
+    """The exit handler's part: unless the run succeeded, stop the jobs still running for it.
+
+    ``run_id`` is the KFP run id (or a resource name ending in it, as
+    ``PipelineTaskFinalStatus.pipeline_job_resource_name`` gives it).
+    """
+    from skinlesion.kubeflow.status import SUCCESS_STATES
+
+    configure_logging()
+    run = run_id.rstrip("/").rsplit("/", 1)[-1]
+    if state in SUCCESS_STATES:
+        log.info("Run %s ended %s: no job to stop", run, state)
+        return []
+    if not run:
+        raise ValueError(
+            f"Run ended {state} but no run id was given: cannot find its jobs to stop."
+        )
+    stopped = get_backend(backend).stop_jobs(run)
+    log.warning("Run %s ended %s: stopped %d jobs: %s", run, state, len(stopped), stopped)
+    return stopped
+
+
 def record_decision(
     *, decision: ArtifactLike, stage: str, balanced_accuracy: float, threshold: float, detail: str
 ) -> None:
@@ -287,5 +309,6 @@ __all__ = [
     "preprocess",
     "record_decision",
     "register",
+    "stop_run_jobs",
     "train",
 ]

@@ -45,6 +45,8 @@ def make_settings(endpoint_url: str = "", **overrides: Any) -> Settings:
         "endpoint_url": endpoint_url,
         "poll_seconds": 0.01,
         "max_api_attempts": 3,
+        # The dev account, where the pipeline may approve (prod: false, the default).
+        "auto_approve": True,
     }
     values.update(overrides)
     return Settings(**values)

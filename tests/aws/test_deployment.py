@@ -15,8 +15,9 @@ from skinlesion.aws import AwsClients
 from skinlesion.backends.base import ApprovalStatus, DeployRequest
 from skinlesion.backends.errors import EndpointNotFoundError
 from skinlesion.backends.sagemaker import SageMakerBackend
-from skinlesion.backends.sagemaker.deployment import EndpointDeployer, has_instance_storage
+from skinlesion.backends.sagemaker.deployment import EndpointDeployer
 from skinlesion.backends.sagemaker.errors import DeploymentError, ModelNotApprovedError
+from skinlesion.backends.sagemaker.instance_storage import has_instance_storage
 from skinlesion.backends.sagemaker.validation import request_problems
 from skinlesion.settings import Settings
 

@@ -28,6 +28,7 @@ TAGS = [
     {"Key": "skinlesion:stage", "Value": "train"},
     {"Key": "skinlesion:run-id", "Value": "5f0c7a1e-run"},
     {"Key": "skinlesion:task", "Value": "train"},
+    {"Key": "skinlesion:prefix", "Value": "skl-test"},  # the budget filters cost by it
 ]
 
 
@@ -85,7 +86,8 @@ def test_training_request_with_spot_checkpoints_kms_and_vpc(sagemaker_model: Any
             "InstanceType": "ml.g4dn.xlarge",
             "InstanceCount": 1,
             "VolumeSizeInGB": 30,
-            "VolumeKmsKeyId": KMS,
+            # No VolumeKmsKeyId: ml.g4dn has NVMe instance storage, on which SageMaker refuses a
+            # volume key (instance_storage.py cites the rule); the output keeps the key.
         },
         "StoppingCondition": {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200},
         "EnableNetworkIsolation": True,
@@ -120,7 +122,10 @@ def test_training_request_on_demand_has_no_max_wait(sagemaker_model: Any) -> Non
     assert request["EnableManagedSpotTraining"] is False
     assert request["OutputDataConfig"] == {"S3OutputPath": "s3://m/model/"}
     assert "VpcConfig" not in request
-    assert request["Tags"] == [{"Key": "skinlesion:stage", "Value": "train"}]
+    assert request["Tags"] == [
+        {"Key": "skinlesion:stage", "Value": "train"},
+        {"Key": "skinlesion:prefix", "Value": "skl-test"},
+    ]
     assert request_problems(sagemaker_model, "CreateTrainingJob", request) == []
 
 
@@ -205,6 +210,7 @@ def test_preprocess_request_passes_every_setting_as_the_jobs_arguments(
             {"Key": "skinlesion:stage", "Value": "preprocess"},
             {"Key": "skinlesion:run-id", "Value": "r1"},
             {"Key": "skinlesion:task", "Value": "preprocess"},
+            {"Key": "skinlesion:prefix", "Value": "skl-test"},
         ],
     }
     assert request_problems(sagemaker_model, "CreateProcessingJob", request) == []

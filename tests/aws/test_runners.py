@@ -41,8 +41,11 @@ from skinlesion.backends.sagemaker.job_requests import (
 NAME = "skl-test-train-0123456789"
 ARN = f"arn:aws:sagemaker:{REGION}:123456789012:training-job/"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+# The FailureReason of a job SageMaker could not find instances for (AWS Batch user guide,
+# sm_job_stuck_in_runnable_capacity: "failedReason begins with CapacityError").
 SPOT_FAILURE = (
-    "ClientError: Insufficient capacity error: no ml.g4dn.xlarge spot capacity in us-east-1a."
+    "CapacityError: Unable to provision requested ML compute capacity. Please retry using a "
+    "different ML instance type."
 )
 
 
@@ -307,7 +310,9 @@ def test_attempts_run_out(stubbed_sagemaker: tuple[Any, Stubber], logs: Any) -> 
     client, stubber = stubbed_sagemaker
     for name in (NAME, f"{NAME}-a2"):
         stubber.add_response(
-            "describe_training_job", training_description(name, "Failed"), {"TrainingJobName": name}
+            "describe_training_job",
+            training_description(name, "Failed", FailureReason="InternalServerError: try again"),
+            {"TrainingJobName": name},
         )
     with pytest.raises(JobAttemptsExhaustedError, match="SKINLESION_MAX_JOB_ATTEMPTS"):
         make_runner(TrainingJobRunner, client, logs, FakeClock(), max_attempts=2).run(
@@ -315,10 +320,11 @@ def test_attempts_run_out(stubbed_sagemaker: tuple[Any, Stubber], logs: Any) -> 
         )
 
 
-def test_sigterm_stops_the_job_and_restores_the_handler(
+def test_sigterm_leaves_the_job_running_and_restores_the_handler(
     stubbed_sagemaker: tuple[Any, Stubber], logs: Any
 ) -> None:
-    """A run cancelled in Kubeflow sends SIGTERM to the step's pod: the job must stop too."""
+    """A drained node sends the step's pod the same SIGTERM as a cancelled run: the job must
+    keep running (no StopTrainingJob is queued: the Stubber would refuse one)."""
     client, stubber = stubbed_sagemaker
     stubber.add_response(
         "describe_training_job",
@@ -330,18 +336,113 @@ def test_sigterm_stops_the_job_and_restores_the_handler(
         training_description(NAME, "InProgress", "Training"),
         {"TrainingJobName": NAME},
     )
-    stubber.add_response("stop_training_job", {}, {"TrainingJobName": NAME})
     before = signal.getsignal(signal.SIGTERM)
 
-    def sleep_then_cancelled(seconds: float) -> None:
+    def sleep_then_evicted(seconds: float) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
-    runner = make_runner(TrainingJobRunner, client, logs, FakeClock(), sleep=sleep_then_cancelled)
+    runner = make_runner(TrainingJobRunner, client, logs, FakeClock(), sleep=sleep_then_evicted)
     with pytest.raises(
-        JobInterruptedError, match=f"SIGTERM received: stopped SageMaker training job {NAME}"
+        JobInterruptedError, match=f"SIGTERM received: left SageMaker training job {NAME} running"
     ):
         runner.run(training_request())
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        "AlgorithmError: ValueError: image_size must be >= 32, got 8",
+        "ClientError: Data download failed: access denied to s3://d/ds/",
+    ],
+)
+def test_a_failure_of_the_jobs_own_making_is_not_retried(
+    stubbed_sagemaker: tuple[Any, Stubber], logs: Any, reason: str
+) -> None:
+    """The job fails: the step raises at once, not retryable, and creates no -a2 job."""
+    client, stubber = stubbed_sagemaker
+    request = training_request()
+    not_found(stubber, "describe_training_job", {"TrainingJobName": NAME})
+    stubber.add_response("create_training_job", {"TrainingJobArn": ARN + NAME}, request)
+    stubber.add_response(
+        "describe_training_job",
+        training_description(NAME, "Failed", FailureReason=reason),
+        {"TrainingJobName": NAME},
+    )
+    with pytest.raises(JobFailedError) as caught:
+        make_runner(TrainingJobRunner, client, logs, FakeClock()).run(request)
+    assert caught.value.retryable is False and caught.value.failure_reason == reason
+
+
+@pytest.mark.parametrize(
+    ("reason", "retryable"),
+    [
+        ("AlgorithmError: exit code 1", False),
+        ("ClientError: ValidationException: bad channel", False),
+        (SPOT_FAILURE, True),
+        ("InternalServerError: We encountered an internal error.", True),
+        ("ThrottlingException: Rate exceeded", True),
+    ],
+)
+def test_a_retried_step_that_finds_its_job_failed_re_raises_or_retries(
+    stubbed_sagemaker: tuple[Any, Stubber], logs: Any, reason: str, retryable: bool
+) -> None:
+    """KFP retried the pod; the job of the first try is Failed. Its own failure is raised
+    again without a new (paid) job; a platform failure starts the next attempt."""
+    client, stubber = stubbed_sagemaker
+    request = training_request()
+    second = f"{NAME}-a2"
+    stubber.add_response(
+        "describe_training_job",
+        training_description(NAME, "Failed", FailureReason=reason),
+        {"TrainingJobName": NAME},
+    )
+    if retryable:
+        not_found(stubber, "describe_training_job", {"TrainingJobName": second})
+        stubber.add_response(
+            "create_training_job",
+            {"TrainingJobArn": ARN + second},
+            {**request, "TrainingJobName": second},
+        )
+        stubber.add_response(
+            "describe_training_job",
+            training_description(second, "Completed"),
+            {"TrainingJobName": second},
+        )
+        assert make_runner(TrainingJobRunner, client, logs, FakeClock()).run(request).name == second
+        return
+    with pytest.raises(JobFailedError) as caught:
+        make_runner(TrainingJobRunner, client, logs, FakeClock()).run(request)
+    assert caught.value.retryable is False
+    assert caught.value.failure_reason == reason and caught.value.job_name == NAME
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ("ResourceInUse", f"Training job {NAME} already exists"),
+        ("ValidationException", f"Job {NAME} already exists in this account"),
+    ],
+)
+def test_a_create_that_says_the_job_exists_attaches_to_it(
+    stubbed_sagemaker: tuple[Any, Stubber], logs: Any, code: str, message: str
+) -> None:
+    """Stubber (the error code shapes); the lost-response path over real HTTP is in
+    test_create_or_attach.py."""
+    client, stubber = stubbed_sagemaker
+    request = training_request()
+    not_found(stubber, "describe_training_job", {"TrainingJobName": NAME})
+    stubber.add_client_error("create_training_job", code, message, 400, expected_params=request)
+    stubber.add_response(
+        "describe_training_job",
+        training_description(NAME, "InProgress", "Training"),
+        {"TrainingJobName": NAME},
+    )
+    stubber.add_response(
+        "describe_training_job", training_description(NAME, "Completed"), {"TrainingJobName": NAME}
+    )
+    state = make_runner(TrainingJobRunner, client, logs, FakeClock()).run(request)
+    assert state.name == NAME and state.status is JobStatus.COMPLETED
 
 
 def test_the_wall_clock_timeout_stops_the_job(

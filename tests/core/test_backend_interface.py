@@ -160,3 +160,14 @@ def test_the_environment_is_indexed_only_at_the_edges() -> None:
         "serving/server.py",
     )
     assert _library_lines(r"os\.environ\[", allowed=edges) == []
+
+
+def test_the_exit_handler_stop_is_a_no_op_locally(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A local job is its step's child process and ends with it: nothing is left to stop."""
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    assert LocalBackend(LocalSettings(root=tmp_path)).stop_jobs("run-1") == []
+    assert steps.stop_run_jobs(backend="local", run_id="runs/run-1", state="CANCELED") == []
+    with pytest.raises(ValueError, match="no run id"):
+        steps.stop_run_jobs(backend="local", run_id="", state="FAILED")

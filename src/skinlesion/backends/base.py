@@ -266,6 +266,15 @@ class Backend(abc.ABC):
     ) -> list[str]:
         """The capture files of an endpoint's window (hour folders overlapping [start, end))."""
 
+    def stop_jobs(self, run_id: str) -> list[str]:
+        """Stop the jobs still running for pipeline run ``run_id``; return their names.
+
+        Called by the run's exit handler when the run ends cancelled or failed: a step's SIGTERM
+        leaves its job running (an eviction looks like a cancel), so this is where a cancelled
+        run's jobs stop. A backend whose jobs end with their step has nothing to stop.
+        """
+        return []
+
     # --- alarms and metrics ----------------------------------------------------------------
     @abc.abstractmethod
     def notify(self, subject: str, message: str) -> Notification:

@@ -25,6 +25,15 @@ def register(subparsers: Any) -> None:
         _backend_option(parser)
         parser.set_defaults(func=_set_status, status=status)
 
+    pending = registry_commands.add_parser(
+        "pending-deploys",
+        help="Approved versions newer than what the endpoint serves (newest last); exit 0",
+    )
+    pending.add_argument("--group", default="skinlesion", help="model package group")
+    pending.add_argument("--endpoint", required=True, help="the endpoint to compare with")
+    _backend_option(pending)
+    pending.set_defaults(func=_pending_deploys)
+
     endpoint = subparsers.add_parser("endpoint", help="list or stop deployed endpoints")
     endpoint_commands = endpoint.add_subparsers(dest="endpoint_command", required=True)
     listing = endpoint_commands.add_parser("list", help="the local backend's endpoints")
@@ -65,6 +74,32 @@ def _set_status(args: argparse.Namespace) -> int:
 
     version = _backend(args).set_approval_status(args.arn, ApprovalStatus(args.status))
     json.dump(_as_json(version), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    return 0
+
+
+def pending_deploys(backend: Any, group: str, endpoint_name: str) -> list[Any]:
+    """Approved versions of ``group`` newer than the one ``endpoint_name`` serves, oldest first.
+
+    No endpoint yet: every Approved version. The newest one is what a deploy run should serve.
+    """
+    from skinlesion.backends.base import ApprovalStatus
+    from skinlesion.backends.errors import EndpointNotFoundError
+
+    versions = backend.list_versions(group)
+    try:
+        serving = backend.describe_endpoint(endpoint_name).model_version_arn
+    except EndpointNotFoundError:
+        serving = ""
+    served = next((v.version for v in versions if v.arn == serving), 0)
+    return [
+        v for v in versions if v.approval_status is ApprovalStatus.APPROVED and v.version > served
+    ]
+
+
+def _pending_deploys(args: argparse.Namespace) -> int:
+    versions = pending_deploys(_backend(args), args.group, args.endpoint)
+    json.dump([_as_json(v) for v in versions], sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
 

@@ -446,6 +446,11 @@ class LocalBackend(Backend):
             )
         return endpoint
 
+    def stop_jobs(self, run_id: str) -> list[str]:
+        """Nothing to stop: a local job is a child process of its step and ends with it."""
+        log.info("Run %s: local jobs end with their steps; nothing to stop", run_id)
+        return []
+
     def delete_endpoint(self, endpoint_name: str) -> None:
         endpoint = self.describe_endpoint(endpoint_name)
         stop_pid(int(endpoint.details.get("pid", 0)))

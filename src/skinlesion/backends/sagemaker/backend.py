@@ -35,6 +35,7 @@ from skinlesion.backends.errors import (
 from skinlesion.backends.sagemaker.capture_windows import capture_prefix, manifest, window_objects
 from skinlesion.backends.sagemaker.deployment import EndpointDeployer, invocation_url
 from skinlesion.backends.sagemaker.job_requests import (
+    RUN_ID_TAG,
     JobContext,
     baseline_job_request,
     evaluate_job_request,
@@ -66,6 +67,13 @@ REQUIRED_FOR_JOBS = (
 )
 REQUIRED_FOR_REGISTRY = ("region", "models_bucket", "inference_image_repository_url")
 REQUIRED_FOR_DEPLOY = ("region", "sagemaker_execution_role_arn")
+
+
+def tagged_with_run(tag_value: str, run_id: str) -> bool:
+    """True when a job's ``skinlesion:run-id`` tag names the run: the run id itself, or (what the
+    steps tag) an output artifact URI, whose path holds the run id as one segment in KFP's
+    layout ``<pipeline_root>/<pipeline>/<run id>/<task>/<output>``."""
+    return tag_value == run_id or run_id in tag_value.split("/")
 
 
 def console_url(region: str, kind: str, name: str) -> str:
@@ -374,6 +382,32 @@ class SageMakerBackend(Backend):
             metrics=metrics,
             details=details,
         )
+
+    def stop_jobs(self, run_id: str) -> list[str]:
+        """Stop the InProgress training and processing jobs tagged with the run ``run_id``."""
+        if not run_id:
+            raise ValueError("stop_jobs needs the pipeline run id; got an empty one.")
+        sagemaker = self.clients.client("sagemaker")
+        stopped: list[str] = []
+        kinds: list[tuple[type[JobRunner], str, str, str, str]] = [
+            (TrainingJobRunner, "list_training_jobs", "TrainingJobSummaries",
+             "TrainingJobName", "TrainingJobArn"),
+            (ProcessingJobRunner, "list_processing_jobs", "ProcessingJobSummaries",
+             "ProcessingJobName", "ProcessingJobArn"),
+        ]  # fmt: skip
+        for runner_type, operation, key, name_key, arn_key in kinds:
+            runner = self._runner(runner_type)
+            pages = sagemaker.get_paginator(operation).paginate(
+                StatusEquals="InProgress", NameContains=self.settings.name_prefix
+            )
+            for summary in (s for page in pages for s in page.get(key, [])):
+                tags = sagemaker.list_tags(ResourceArn=summary[arn_key]).get("Tags", [])
+                values = [t["Value"] for t in tags if t["Key"] == RUN_ID_TAG]
+                if any(tagged_with_run(v, run_id) for v in values):
+                    runner.stop(summary[name_key])
+                    stopped.append(str(summary[name_key]))
+        log.info("Run %s: stopped %d running jobs %s", run_id, len(stopped), stopped)
+        return stopped
 
     # --- registry -------------------------------------------------------------------------
     def register(self, request: RegisterRequest) -> ModelVersion:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,6 +17,7 @@ from skinlesion.backends.sagemaker.errors import (
     ModelNotApprovedError,
     is_not_found,
 )
+from skinlesion.backends.sagemaker.instance_storage import has_instance_storage
 from skinlesion.backends.sagemaker.naming import check_job_name, digest, resource_name
 from skinlesion.backends.sagemaker.validation import validate_request
 from skinlesion.settings import Settings
@@ -28,23 +28,15 @@ VARIANT = "AllTraffic"
 SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 SCALING_METRIC = "SageMakerVariantInvocationsPerInstance"
 BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting"})
-BROKEN = frozenset({"Failed", "UpdateRollbackFailed", "OutOfService"})
+# Only a Failed endpoint serves nothing and may be deleted to be created again; these two may
+# still serve traffic (the old fleet), so a person decides.
+MAYBE_SERVING = frozenset({"UpdateRollbackFailed", "OutOfService"})
 MAX_ROLLBACK_ALARMS = 10
-# A "d" after the generation marks local NVMe storage (m5d, c6id, g4dn, p3dn, p4d, p4de).
-_LOCAL_STORAGE_FAMILY = re.compile(r"[a-z]+\d+[a-z]*d[a-z]*")
-_LOCAL_STORAGE_FAMILIES = frozenset({"g5", "g6", "g6e", "p5", "p5e", "trn1", "trn1n"})
 
 
 def invocation_url(region: str, endpoint_name: str) -> str:
     """The HTTPS URL that InvokeEndpoint posts to."""
     return f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{endpoint_name}/invocations"
-
-
-def has_instance_storage(instance_type: str) -> bool:
-    """True for instance types with local NVMe storage (``ml.m5d``, ``ml.g4dn``, ``ml.g5``...),
-    on which CreateEndpointConfig refuses a KmsKeyId."""
-    family = instance_type.split(".")[1] if instance_type.count(".") >= 2 else ""
-    return bool(_LOCAL_STORAGE_FAMILY.fullmatch(family)) or family in _LOCAL_STORAGE_FAMILIES
 
 
 def scaling_resource_id(endpoint_name: str, variant: str = VARIANT) -> str:
@@ -80,6 +72,7 @@ class EndpointDeployer:
     def deploy(self, request: DeployRequest) -> Endpoint:
         """Serve ``request.model_version_arn`` at ``request.endpoint_name``; return it InService."""
         check_deploy_request(request)
+        self.check_timing()
         package = self.sagemaker.describe_model_package(ModelPackageName=request.model_version_arn)
         status = package.get("ModelApprovalStatus", "")
         if status != ApprovalStatus.APPROVED.value:
@@ -98,7 +91,16 @@ class EndpointDeployer:
                 current["EndpointStatus"],
             )
             current = self._wait_settled(request.endpoint_name)
-        if current is not None and current["EndpointStatus"] in BROKEN:
+        if current is not None and current["EndpointStatus"] in MAYBE_SERVING:
+            raise DeploymentError(
+                f"Endpoint {request.endpoint_name} is {current['EndpointStatus']} and may still "
+                "serve traffic, so it is not deleted. Look at it in the SageMaker console "
+                "(FailureReason: "
+                f"{current.get('FailureReason') or 'none given'}); when it is InService again, "
+                "run the deploy again; to start over, delete it with `skinlesion endpoint delete "
+                f"{request.endpoint_name} --backend sagemaker` and deploy."
+            )
+        if current is not None and current["EndpointStatus"] == "Failed":
             log.warning(
                 "Endpoint %s is %s: deleting it to create it again",
                 request.endpoint_name,
@@ -139,6 +141,22 @@ class EndpointDeployer:
                 "rollback_alarms": alarms,
             },
         )
+
+    def check_timing(self) -> None:
+        """Refuse, before any call, a bake time the endpoint timeout cannot wait through."""
+        bake = self.settings.blue_green_bake_seconds
+        timeout = self.settings.endpoint_timeout_seconds
+        if bake >= timeout:
+            raise DeploymentError(
+                f"SKINLESION_BLUE_GREEN_BAKE_SECONDS ({bake}) must be shorter than "
+                f"SKINLESION_ENDPOINT_TIMEOUT_SECONDS ({timeout}): the deploy step waits through "
+                "the bake and would give up first. Raise the timeout or shorten the bake."
+            )
+        if bake > 28800 - 600:
+            raise DeploymentError(
+                f"SKINLESION_BLUE_GREEN_BAKE_SECONDS ({bake}) leaves no room in SageMaker's "
+                "MaximumExecutionTimeoutInSeconds (at most 28800 s): at most 28200."
+            )
 
     def model_name(self, endpoint_name: str, package: Mapping[str, Any]) -> str:
         """The Model's name: endpoint, package version and a hash of what the model is made of."""

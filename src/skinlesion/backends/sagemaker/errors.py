@@ -56,13 +56,16 @@ class JobTimeoutError(SageMakerBackendError, TimeoutError):
 
 
 class JobInterruptedError(SageMakerBackendError):
-    """The step got SIGTERM or SIGINT (a run cancelled in Kubeflow); the job was asked to stop."""
+    """The step got SIGTERM or SIGINT (an eviction, a drain or a cancel); the job keeps running."""
 
     def __init__(self, kind: str, job_name: str, signal_name: str) -> None:
         self.kind = kind
         self.job_name = job_name
         self.signal_name = signal_name
-        super().__init__(f"{signal_name} received: stopped SageMaker {kind} {job_name}.")
+        super().__init__(
+            f"{signal_name} received: left SageMaker {kind} {job_name} running. A retried step "
+            "re-attaches to it; a cancelled run's exit handler stops it (stop_jobs)."
+        )
 
 
 class JobAttemptsExhaustedError(SageMakerBackendError):
@@ -71,6 +74,20 @@ class JobAttemptsExhaustedError(SageMakerBackendError):
 
 class DeploymentError(SageMakerBackendError):
     """The endpoint ended Failed, or a blue/green update was rolled back."""
+
+
+# FailureReason prefixes of failures that a new job can get past. Sources: the SageMaker API
+# reference, RetryStrategy ("when a training job fails due to an InternalServerError"); the AWS
+# Batch user guide on SageMaker training capacity (sm_job_stuck_in_runnable_capacity: the job is
+# Failed and "failedReason begins with CapacityError"); ThrottlingException is the service's
+# throttling error code. "AlgorithmError:" (the container's own failure) and "ClientError:"
+# (bad input, permissions, configuration) fail the same way again.
+RETRYABLE_FAILURE_PREFIXES = ("CapacityError", "InternalServerError", "ThrottlingException")
+
+
+def is_retryable_failure(failure_reason: str) -> bool:
+    """True when a job's FailureReason names a transient platform failure (see above)."""
+    return failure_reason.strip().startswith(RETRYABLE_FAILURE_PREFIXES)
 
 
 def is_not_found(error: ClientError) -> bool:
@@ -106,4 +123,5 @@ __all__ = [
     "SageMakerBackendError",
     "is_already_exists",
     "is_not_found",
+    "is_retryable_failure",
 ]

@@ -18,6 +18,7 @@ from skinlesion.backends.base import (
     PreprocessRequest,
     TrainRequest,
 )
+from skinlesion.backends.sagemaker.instance_storage import volume_kms_key
 from skinlesion.capture import format_inference_time
 from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT
 from skinlesion.settings import Settings
@@ -31,6 +32,8 @@ BASELINE_MODULE = "skinlesion.jobs.baseline"
 MONITOR_MODULE = "skinlesion.jobs.monitor"
 TRAIN_CHANNEL = "train"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+RUN_ID_TAG = "skinlesion:run-id"
+PREFIX_TAG = "skinlesion:prefix"
 JOB_ENVIRONMENT = {"PYTHONUNBUFFERED": "1", "SKINLESION_LOG_LEVEL": "INFO"}
 
 
@@ -46,10 +49,15 @@ class JobContext:
         """SageMaker tags (empty values left out: a tag value may be empty, noise is not useful)."""
         pairs = [
             ("skinlesion:stage", self.stage),
-            ("skinlesion:run-id", self.run_id),
+            (RUN_ID_TAG, self.run_id),
             ("skinlesion:task", self.task_name),
         ]
         return [{"Key": k, "Value": v} for k, v in pairs if v]
+
+
+def job_tags(settings: Settings, context: JobContext) -> list[dict[str, str]]:
+    """The context's tags plus ``skinlesion:prefix`` (the Terraform budget filters cost by it)."""
+    return [*context.tags(), {"Key": PREFIX_TAG, "Value": settings.name_prefix}]
 
 
 def processing_input(name: str, s3_uri: str) -> dict[str, Any]:
@@ -107,8 +115,9 @@ def processing_job_request(
         "VolumeSizeInGB": settings.processing_volume_size_gb,
     }
     output_config: dict[str, Any] = {"Outputs": outputs}
+    # Instance storage types take no volume key (instance_storage.py); outputs keep the key.
+    cluster.update(volume_kms_key(settings.processing_instance_type, settings.kms_key_arn))
     if settings.kms_key_arn:
-        cluster["VolumeKmsKeyId"] = settings.kms_key_arn
         output_config["KmsKeyId"] = settings.kms_key_arn
     request: dict[str, Any] = {
         "ProcessingJobName": job_name,
@@ -129,9 +138,7 @@ def processing_job_request(
         },
         "RoleArn": settings.sagemaker_execution_role_arn,
     }
-    tags = context.tags()
-    if tags:
-        request["Tags"] = tags
+    request["Tags"] = job_tags(settings, context)
     return request
 
 
@@ -289,8 +296,9 @@ def training_job_request(
         "VolumeSizeInGB": settings.training_volume_size_gb,
     }
     output: dict[str, Any] = {"S3OutputPath": output_path}
+    # Instance storage types take no volume key (instance_storage.py); outputs keep the key.
+    resources.update(volume_kms_key(settings.training_instance_type, settings.kms_key_arn))
     if settings.kms_key_arn:
-        resources["VolumeKmsKeyId"] = settings.kms_key_arn
         output["KmsKeyId"] = settings.kms_key_arn
     stopping: dict[str, Any] = {"MaxRuntimeInSeconds": settings.max_runtime_seconds}
     if settings.spot_training:
@@ -329,7 +337,5 @@ def training_job_request(
         "Environment": dict(JOB_ENVIRONMENT),
         **vpc_config(settings),
     }
-    tags = context.tags()
-    if tags:
-        training["Tags"] = tags
+    training["Tags"] = job_tags(settings, context)
     return training

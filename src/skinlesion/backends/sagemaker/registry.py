@@ -105,6 +105,14 @@ class ModelRegistry:
             gate_passed=request.gate_passed,
             margin=request.approval_margin,
         )
+        if status is ApprovalStatus.APPROVED and not self.settings.auto_approve:
+            # Human in the loop (prod's IAM forbids the pipeline to approve): a person approves
+            # with `skinlesion registry approve <arn>`, and the deploy pipeline follows.
+            log.info(
+                "%s would be Approved; SKINLESION_AUTO_APPROVE is off: PendingManualApproval",
+                group,
+            )
+            status = ApprovalStatus.PENDING
         params = self.package_request(request, group, model_data_url, status)
         arn = self._call("CreateModelPackage", "create_model_package", **params)["ModelPackageArn"]
         version = self.describe(str(arn))

@@ -1,4 +1,4 @@
-"""The life of a SageMaker job: create or re-attach, wait, stream logs, stop on SIGTERM or timeout.
+"""The life of a SageMaker job: create or attach, wait, stream logs, stop on timeout.
 
 ``JobRunner`` owns all of it; ``ProcessingJobRunner`` and ``TrainingJobRunner`` only say how their
 kind of job is created, described and stopped.
@@ -26,7 +26,9 @@ from skinlesion.backends.sagemaker.errors import (
     JobInterruptedError,
     JobStoppedError,
     JobTimeoutError,
+    is_already_exists,
     is_not_found,
+    is_retryable_failure,
 )
 from skinlesion.backends.sagemaker.log_streaming import (
     PROCESSING_LOG_GROUP,
@@ -56,11 +58,14 @@ class JobState:
 class JobRunner(abc.ABC):
     """Runs one SageMaker job to its end. Subclasses implement the four hooks.
 
-    ``run(request)`` creates the job named in the request, unless a job of that name exists: a
-    running one is re-attached to, a completed one is reused, a failed or stopped one makes the
-    next attempt name (``-a2``...) be tried. While waiting it streams the job's CloudWatch logs,
-    stops the job on SIGTERM/SIGINT and after ``timeout_seconds``, and raises with FailureReason
-    verbatim when the job fails.
+    ``run(request)`` creates the job named in the request, unless a job of that name exists (or
+    the create says it does: a lost response): a running one is re-attached to, a completed one
+    is reused, a stopped one or one failed for a transient reason (capacity, internal,
+    throttling) makes the next attempt name (``-a2``...) be tried, and one failed for its own
+    reason (AlgorithmError, ClientError) fails the step at once. While waiting it streams the
+    job's CloudWatch logs, leaves the job running on SIGTERM/SIGINT (an eviction looks the same
+    as a cancel), stops it after ``timeout_seconds``, and raises with FailureReason verbatim when
+    the job fails.
     """
 
     kind: ClassVar[str]
@@ -123,9 +128,9 @@ class JobRunner(abc.ABC):
             name = attempt_name(base, attempt)
             state = self.find(name)
             if state is None:
-                self._create({**request, self.name_field: name})
-                log.info("Created SageMaker %s %s", self.kind, name)
-                return name, None
+                state = self._create_or_attach({**request, self.name_field: name})
+                if state is None:
+                    return name, None
             if state.status is JobStatus.COMPLETED:
                 log.info("SageMaker %s %s already completed: reusing its outputs", self.kind, name)
                 return name, state
@@ -136,6 +141,12 @@ class JobRunner(abc.ABC):
                 return name, state
             if state.status is JobStatus.STOPPING:
                 state = self._wait_quietly(name)
+            if state.status is JobStatus.FAILED and not is_retryable_failure(state.failure_reason):
+                # A retried KFP step must not pay for a new job that fails the same way.
+                log.error(
+                    "SageMaker %s %s failed for a reason a new attempt cannot fix", self.kind, name
+                )
+                self._raise_for(state)
             log.warning(
                 "SageMaker %s %s ended %s%s; trying the next attempt",
                 self.kind,
@@ -148,6 +159,28 @@ class JobRunner(abc.ABC):
             f"{attempt_name(base, 2)}, ...) failed or was stopped. Raise "
             "SKINLESION_MAX_JOB_ATTEMPTS or use a new pipeline run."
         )
+
+    def _create_or_attach(self, request: Mapping[str, Any]) -> JobState | None:
+        """Create the job; None when created. When SageMaker says the name is taken, an earlier
+        create of ours did succeed (its response was lost and botocore retried it, or a racing
+        pod of the same step got there first): return that job's state instead of failing."""
+        name = str(request[self.name_field])
+        try:
+            self._create(request)
+        except ClientError as error:
+            if not is_already_exists(error):
+                raise
+            state = self.find(name)
+            if state is None:  # taken by something we cannot describe: say so, do not guess
+                raise
+            log.info(
+                "SageMaker %s %s already exists (an earlier create succeeded): attaching to it",
+                self.kind,
+                name,
+            )
+            return state
+        log.info("Created SageMaker %s %s", self.kind, name)
+        return None
 
     def find(self, name: str) -> JobState | None:
         """The job's state, or None when no job has this name."""
@@ -165,7 +198,7 @@ class JobRunner(abc.ABC):
             self.logs, self.log_group, name, sink=self.log_sink, page_size=self.log_page_size
         )
         seen: tuple[str, str] | None = None
-        with self._stop_on_signals(name):
+        with self._leave_running_on_signals(name):
             while True:
                 state = self._state(name, self._describe(name))
                 if (state.status, state.secondary_status) != seen:
@@ -199,7 +232,11 @@ class JobRunner(abc.ABC):
     def _raise_for(self, state: JobState) -> JobState:
         if state.status is JobStatus.FAILED:
             raise JobFailedError(
-                f"SageMaker {self.kind}", state.name, state.failure_reason, state.exit_message
+                f"SageMaker {self.kind}",
+                state.name,
+                state.failure_reason,
+                state.exit_message,
+                retryable=is_retryable_failure(state.failure_reason),
             )
         if state.status is JobStatus.STOPPED:
             raise JobStoppedError(self.kind, state.name, state.secondary_status)
@@ -217,16 +254,28 @@ class JobRunner(abc.ABC):
             log.error("Could not stop SageMaker %s %s: %s", self.kind, name, error)
 
     @contextlib.contextmanager
-    def _stop_on_signals(self, name: str) -> Iterator[None]:
-        """While waiting, SIGTERM/SIGINT stop the job and raise JobInterruptedError."""
+    def _leave_running_on_signals(self, name: str) -> Iterator[None]:
+        """While waiting, SIGTERM/SIGINT end the wait (JobInterruptedError), not the job.
+
+        A node drain or a pod eviction sends the same SIGTERM as a cancelled run; stopping the
+        job here would make the retried step start a new attempt (``-a2``) instead of
+        re-attaching. The job is stopped only when the run really ends cancelled or failed: the
+        pipeline's exit handler calls ``Backend.stop_jobs(run_id)``.
+        """
         if threading.current_thread() is not threading.main_thread():
-            log.debug("Not the main thread: SIGTERM will not stop %s", name)
+            log.debug("Not the main thread: signals are left to the main thread (%s)", name)
             yield
             return
 
         def handler(signum: int, frame: FrameType | None) -> None:
-            signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the stop
-            self._stop_quietly(name)
+            signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the exit
+            log.warning(
+                "%s received: leaving SageMaker %s %s running; a retried step re-attaches to it, "
+                "the run's exit handler stops it if the run is cancelled",
+                signal.Signals(signum).name,
+                self.kind,
+                name,
+            )
             raise JobInterruptedError(self.kind, name, signal.Signals(signum).name)
 
         previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -1,0 +1,39 @@
+"""The deploy pipeline: serve one Approved model version at the endpoint, nothing else.
+
+Submitted when a person approves a version (the registry's approval event, docs/sagemaker.md
+"Approval flow"), or by a recurring run over ``skinlesion registry pending-deploys``.
+"""
+
+from kfp import dsl
+
+from components.deploy import deploy
+from skinlesion.kubeflow.tasks import aws_step, pipeline_config
+
+PIPELINE_NAME = "skinlesion-deploy"
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Deploy an Approved model package version to the endpoint (blue/green).",
+    pipeline_config=pipeline_config(),
+)
+def deploy_pipeline(
+    model_version_arn: str,
+    endpoint_name: str,
+    backend: str = "sagemaker",
+    instance_type: str = "ml.m5.large",
+    min_instances: int = 1,
+    max_instances: int = 5,
+) -> None:
+    """1. Deploy: the version must be Approved (the step refuses any other status)."""
+    aws_step(
+        deploy(
+            backend=backend,
+            model_version_arn=model_version_arn,
+            endpoint_name=endpoint_name,
+            instance_type=instance_type,
+            min_instances=min_instances,
+            max_instances=max_instances,
+        ).set_display_name("Deploy"),
+        cache=False,
+    )
