@@ -64,7 +64,13 @@ def training_pipeline(
     Task settings (retries, caching, pod size, AWS settings from the ConfigMap, TTL) come from
     ``skinlesion.kubeflow.tasks``.
     """
-    exit_op = note_step(exit_status(pipeline=PIPELINE_NAME).set_display_name("Record run status"))
+    # The exit handler records how the run ended and, unless it succeeded, stops its SageMaker
+    # jobs: a step's SIGTERM (a drained node as much as a cancel) leaves them running.
+    exit_op = note_step(
+        exit_status(
+            pipeline=PIPELINE_NAME, backend=backend, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        ).set_display_name("Record run status")
+    )
     with dsl.ExitHandler(exit_op, name="training"):
         preprocess_op = aws_step(
             preprocess(
@@ -156,8 +162,9 @@ def training_pipeline(
                     stage="approval",
                     balanced_accuracy=balanced_accuracy,
                     threshold=threshold,
-                    detail="Registered as PendingManualApproval: it does not beat the "
-                    "approved version by the approval margin. Approve it in the registry "
-                    "to deploy it.",
+                    detail="Registered as PendingManualApproval: a person approves it in the "
+                    "registry (skinlesion registry approve), or it did not beat the approved "
+                    "version by the approval margin. Approved, it is deployed by "
+                    "pipelines/deploy.py.",
                 ).set_display_name("Record pending approval")
             )
