@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from skinlesion.monitoring.drift import (
+    PSI_BINS,
     bin_shares,
     chi_square_test,
     holm,
@@ -14,7 +15,6 @@ from skinlesion.monitoring.drift import (
     median_bandwidth,
     mmd_permutation_test,
     psi,
-    psi_samples,
     quantile_edges,
 )
 
@@ -22,6 +22,12 @@ from skinlesion.monitoring.drift import (
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20240501)
+
+
+def psi_samples(reference: np.ndarray, current: np.ndarray) -> float:
+    """PSI of ``current`` against ``reference`` on the reference's quantile bins."""
+    edges = quantile_edges(reference, PSI_BINS)
+    return psi(bin_shares(reference, edges), bin_shares(current, edges))
 
 
 def test_psi_is_zero_for_the_reference_itself_and_grows_with_the_shift(rng) -> None:

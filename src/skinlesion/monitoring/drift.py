@@ -51,12 +51,6 @@ def psi(expected: np.ndarray, actual: np.ndarray, floor: float = PSI_FLOOR) -> f
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-def psi_samples(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
-    """PSI of ``current`` against ``reference`` on the reference's quantile bins."""
-    edges = quantile_edges(reference, bins)
-    return psi(bin_shares(reference, edges), bin_shares(current, edges))
-
-
 # --- KS ----------------------------------------------------------------------------------------
 
 

@@ -39,19 +39,6 @@ def wait_healthy(
     raise TimeoutError(f"The endpoint at {url} did not answer /ping within {timeout:.0f} s.")
 
 
-def is_running(pid: int) -> bool:
-    """True when a process of that id exists."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stop_pid(pid: int, grace: float = 10.0) -> None:
     """SIGTERM, then SIGKILL after ``grace`` seconds; a process already gone is fine."""
     if pid <= 0:
