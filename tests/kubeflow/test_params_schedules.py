@@ -51,7 +51,7 @@ def test_each_environment_gives_valid_settings_and_arguments(
         assert arguments["backend"] == "sagemaker"
         assert arguments["data_uri"].startswith("s3://")
         assert settings.pipeline_root == PIPELINE_ROOT
-        assert settings.service_account == "default-editor"
+        assert settings.service_account == "skinlesion-pipeline-runner"
         assert settings.namespace == f"skinlesion-{env}"
         assert options.image == IMAGE
         assert settings.host == ENVIRON["KFP_HOST"]

@@ -126,9 +126,17 @@ def note_step(task: dsl.PipelineTask) -> dsl.PipelineTask:
 
 
 def kfp_api_step(task: dsl.PipelineTask) -> dsl.PipelineTask:
-    """Let the task's pod call the KFP API with its service-account token. Returns ``task``."""
+    """Let the task's pod call the KFP API with its service-account token, and tell it its own
+    service account (the one runs it starts should use). Returns ``task``."""
+    from skinlesion.kubeflow.settings import RUN_SERVICE_ACCOUNT_ENV
+
     key, value = KFP_API_ACCESS_LABEL
     kubernetes.add_pod_label(task, key, value)
+    # fieldPathAsEnv exists in every supported backend (kubernetes_executor_config.proto and the
+    # driver at 2.2.0).
+    kubernetes.use_field_path_as_env(
+        task, env_name=RUN_SERVICE_ACCOUNT_ENV, field_path="spec.serviceAccountName"
+    )
     return task
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -72,16 +73,25 @@ def kubeflow_settings(
     experiment: str = "skinlesion",
     *,
     namespace_file: Path = SA_NAMESPACE_FILE,
+    environ: Mapping[str, str] | None = None,
 ) -> Any:
-    """KubeflowSettings for ``kfp_host``: None for "", the in-cluster API for "in-cluster"."""
-    from skinlesion.kubeflow.settings import KubeflowSettings
+    """KubeflowSettings for ``kfp_host``: None for "", the in-cluster API for "in-cluster".
+
+    In the cluster the run is started with the trigger pod's own service account (the pipeline
+    sets ``SKINLESION_RUN_SERVICE_ACCOUNT`` from ``spec.serviceAccountName``), so a retraining
+    run has the AWS role of the monitoring run that asked for it.
+    """
+    from skinlesion.kubeflow.settings import RUN_SERVICE_ACCOUNT_ENV, KubeflowSettings
 
     if not kfp_host:
         return None
     if kfp_host == IN_CLUSTER:
         if not namespace and namespace_file.is_file():
             namespace = namespace_file.read_text().strip()
-        return KubeflowSettings.in_cluster(namespace, experiment)
+        environ = os.environ if environ is None else environ
+        return KubeflowSettings.in_cluster(
+            namespace, experiment, service_account=environ.get(RUN_SERVICE_ACCOUNT_ENV, "")
+        )
     return KubeflowSettings(host=kfp_host, namespace=namespace, experiment=experiment)
 
 
