@@ -34,6 +34,7 @@ from skinlesion.kubeflow.targets import (
     target,
     target_for_server,
 )
+from skinlesion.monitoring.retrain import RETRAIN_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ COMMIT_INPUT = "git_commit"  # filled in with the commit when a pipeline has thi
 # no per-run cache switch (backend/api/v2beta1/run.proto at 2.2.0 through 2.17.0) and a retrain
 # reads new data under the same data_uri, where a cached preprocess would reuse the old split.
 RETRAINED_PIPELINE = "training"
-RETRAIN_SUFFIX = "-retrain"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,10 @@ IN_CLUSTER = "in-cluster"
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_PIPELINE = "skinlesion-training"
 REQUESTS_FILE = "retraining_requests.jsonl"
+# The suffix of the training pipeline's versions compiled with caching off, which `make submit`
+# and `make schedule` upload (skinlesion.kubeflow.submit) and retraining starts. Defined here, in a
+# module a running component can import without kfp's compiler.
+RETRAIN_SUFFIX = "-retrain"
 DEFAULT_COOLDOWN_HOURS = 24.0
 # KFP v2beta1 RuntimeState values of a run that has not ended yet and may still train.
 IN_FLIGHT_STATES = ("PENDING", "RUNNING")
@@ -119,7 +123,6 @@ def training_arguments(data_uri: str, extra: Mapping[str, Any] | None = None) ->
 def latest_version(client: Any, pipeline_name: str, version_name: str = "") -> Any:
     """The pipeline version to run: ``version_name``, else the newest ``*-retrain`` version."""
     from skinlesion.kubeflow.client import PipelineVersionRef
-    from skinlesion.kubeflow.submit import RETRAIN_SUFFIX
 
     pipeline_id = client.pipeline_id(pipeline_name)
     if pipeline_id is None:
