@@ -1,4 +1,8 @@
-"""Trigger retraining: start the training pipeline through the KFP API (or record the request)."""
+"""Trigger retraining: start the training pipeline through the KFP API (or record the request).
+
+Its pod carries the label access-ml-pipeline=true (skinlesion.kubeflow.tasks.kfp_api_step), so
+Kubeflow's PodDefault mounts the service-account token it signs in to the KFP API with.
+"""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Output
@@ -15,6 +19,7 @@ def trigger_retraining(
     kfp_host: str,
     kfp_namespace: str,
     kfp_experiment: str,
+    cooldown_hours: float,
     request: Output[Artifact],
 ) -> str:
     """Start a run of the training pipeline on the current data; return its run id.
@@ -28,6 +33,8 @@ def trigger_retraining(
             only record the request.
         kfp_namespace: The profile namespace; empty: the pod's own.
         kfp_experiment: The experiment the run goes to.
+        cooldown_hours: No run starts within this many hours of the training pipeline's last run
+            (nor while one is in flight); the skip is recorded with its reason.
     """
     from skinlesion.monitoring import steps
 
@@ -40,4 +47,5 @@ def trigger_retraining(
         kfp_host=kfp_host,
         kfp_namespace=kfp_namespace,
         kfp_experiment=kfp_experiment,
+        cooldown_hours=cooldown_hours,
     )

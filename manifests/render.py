@@ -5,8 +5,11 @@ The committed overlays leave every value that Terraform owns empty (the IRSA rol
 the image repositories, ...). This script builds the overlay once to learn its namespace, writes
 ``<out>/<env>/kustomization.yaml`` (the overlay plus patches that fill those values from
 ``terraform output -json``), builds that into ``<out>/<env>.yaml`` and refuses to write a
-manifest in which a value is still missing. ``kubectl apply -f <out>/<env>.yaml`` (or
-``kubectl apply -k <out>/<env>``) then applies it.
+manifest in which a value is still missing. It also writes the two halves that
+``make manifests-apply`` applies one after the other: ``<out>/<env>.profile.yaml`` (the Profile,
+from which Kubeflow's profile controller creates the namespace), ``<out>/<env>.resources.yaml``
+(everything that lives in that namespace) and ``<out>/<env>.namespace`` (its name), because a
+single ``kubectl apply`` fails on the namespaced objects while the namespace does not exist yet.
 """
 
 from __future__ import annotations
@@ -36,8 +39,14 @@ from skinlesion.settings import (
 
 MANIFESTS = Path(__file__).resolve().parent
 SETTINGS_CONFIGMAP = "skinlesion-settings"
+# KFP's profile controller owns this ConfigMap in every profile namespace (sync.py of
+# pipelines-profile-controller): a manifest of ours must not carry it.
 LAUNCHER_CONFIGMAP = "kfp-launcher"
+# A Profile plugin that would annotate default-editor (shared by the namespace's notebooks).
 IRSA_PLUGIN = "AwsIamForServiceAccount"
+RUNNER_SERVICE_ACCOUNT = "skinlesion-pipeline-runner"
+RUNNER_CLUSTER_ROLE = "kubeflow-edit"  # what the profile controller binds default-editor to
+IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 IMAGE_TAG_VARIABLE = env_name("image_tag")
 IAM_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+")
 # What a namespace cannot run the pipeline without (Settings field names).
@@ -141,51 +150,49 @@ def overlay_patches(
             f"Terraform outputs lack {', '.join(missing)}; run `make tf-outputs ENV=<env>` after "
             "`make tf-apply`."
         )
-    plugins = profile["spec"].get("plugins") or []
-    index = next((i for i, p in enumerate(plugins) if p.get("kind") == IRSA_PLUGIN), None)
-    if index is None:
+    terraform_account = outputs.get("kubeflow_service_account")
+    if terraform_account and terraform_account != RUNNER_SERVICE_ACCOUNT:
         raise RenderError(
-            f"Profile {namespace} has no {IRSA_PLUGIN} plugin to bind the IRSA role to."
+            f"Terraform's IRSA role trusts service account {terraform_account!r} but the "
+            f"pipelines run as {RUNNER_SERVICE_ACCOUNT!r}; make the two agree."
         )
-    profile_ops = [
-        {
-            "op": "replace",
-            "path": f"/spec/plugins/{index}/spec/awsIamRole",
-            "value": outputs["kubeflow_irsa_role_arn"],
-        }
-    ]
+    find(built, "ServiceAccount", RUNNER_SERVICE_ACCOUNT)  # the overlay must have it
+    patches: list[dict[str, Any]] = []
     if owner:
-        profile_ops.append({"op": "replace", "path": "/spec/owner/name", "value": owner})
+        patches.append(
+            {
+                "target": {"kind": "Profile", "name": namespace},
+                "patch": dump([{"op": "replace", "path": "/spec/owner/name", "value": owner}]),
+            }
+        )
 
-    launcher = find(built, "ConfigMap", LAUNCHER_CONFIGMAP)
-    providers = yaml.safe_load(launcher["data"]["providers"])
-    providers["s3"]["default"]["region"] = outputs["region"]
+    def namespaced(kind: str, name: str, **fields: Any) -> str:
+        return dump(
+            {
+                "apiVersion": "v1",
+                "kind": kind,
+                "metadata": {"name": name, "namespace": namespace, **fields.pop("metadata", {})},
+                **fields,
+            }
+        )
 
-    def configmap(name: str, data: Mapping[str, str]) -> str:
-        patch = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": name, "namespace": namespace},
-            "data": dict(data),
-        }
-        return dump(patch)
-
-    return [
+    patches.append(
         {
-            "target": {"kind": "Profile", "name": namespace},
-            "patch": dump(profile_ops),
-        },
-        {"patch": configmap(SETTINGS_CONFIGMAP, settings_data(outputs, image_tag))},
-        {
-            "patch": configmap(
-                LAUNCHER_CONFIGMAP,
-                {
-                    "defaultPipelineRoot": outputs["pipeline_root"],
-                    "providers": dump(providers),
-                },
+            "patch": namespaced(
+                "ServiceAccount",
+                RUNNER_SERVICE_ACCOUNT,
+                metadata={"annotations": {IRSA_ANNOTATION: outputs["kubeflow_irsa_role_arn"]}},
             )
-        },
-    ]
+        }
+    )
+    patches.append(
+        {
+            "patch": namespaced(
+                "ConfigMap", SETTINGS_CONFIGMAP, data=settings_data(outputs, image_tag)
+            )
+        }
+    )
+    return patches
 
 
 def check_rendered(objects: Sequence[Mapping[str, Any]]) -> None:
@@ -194,15 +201,43 @@ def check_rendered(objects: Sequence[Mapping[str, Any]]) -> None:
     profile = find(objects, "Profile")
     if not profile["spec"]["owner"].get("name"):
         problems.append("Profile owner (make manifests PROFILE_OWNER=<user email>)")
-    for plugin in profile["spec"].get("plugins") or []:
-        role = plugin.get("spec", {}).get("awsIamRole", "")
-        if plugin.get("kind") == IRSA_PLUGIN and not IAM_ROLE_ARN.fullmatch(role):
-            problems.append(f"{IRSA_PLUGIN} awsIamRole {role!r} is not an IAM role ARN")
-    launcher = find(objects, "ConfigMap", LAUNCHER_CONFIGMAP)["data"]
-    if not launcher.get("defaultPipelineRoot", "").startswith("s3://"):
-        problems.append(f"kfp-launcher defaultPipelineRoot {launcher.get('defaultPipelineRoot')!r}")
-    if not yaml.safe_load(launcher["providers"])["s3"]["default"].get("region"):
-        problems.append("kfp-launcher providers s3 region")
+    if any(p.get("kind") == IRSA_PLUGIN for p in profile["spec"].get("plugins") or []):
+        problems.append(
+            f"the Profile's {IRSA_PLUGIN} plugin would give default-editor (every notebook of the "
+            f"namespace) the pipeline's AWS role; {RUNNER_SERVICE_ACCOUNT} carries it instead"
+        )
+    if any(
+        o["kind"] == "ConfigMap" and o["metadata"]["name"] == LAUNCHER_CONFIGMAP for o in objects
+    ):
+        problems.append(
+            f"ConfigMap {LAUNCHER_CONFIGMAP} belongs to KFP's profile controller (docs/deploy.md: "
+            "the default pipeline root); remove it from the overlay"
+        )
+    account = find(objects, "ServiceAccount", RUNNER_SERVICE_ACCOUNT)
+    role = (account["metadata"].get("annotations") or {}).get(IRSA_ANNOTATION, "")
+    if not IAM_ROLE_ARN.fullmatch(role):
+        problems.append(
+            f"{RUNNER_SERVICE_ACCOUNT} {IRSA_ANNOTATION} {role!r} is not an IAM role ARN"
+        )
+    namespace = profile["metadata"]["name"]
+    bound = [
+        o
+        for o in objects
+        if o["kind"] == "RoleBinding"
+        and o["roleRef"]
+        == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": RUNNER_CLUSTER_ROLE,
+        }
+        and {"kind": "ServiceAccount", "name": RUNNER_SERVICE_ACCOUNT, "namespace": namespace}
+        in o.get("subjects", [])
+    ]
+    if not bound:
+        problems.append(
+            f"no RoleBinding of {RUNNER_SERVICE_ACCOUNT} in {namespace} to ClusterRole "
+            f"{RUNNER_CLUSTER_ROLE} (the rights default-editor has to run pipeline pods)"
+        )
     data = find(objects, "ConfigMap", SETTINGS_CONFIGMAP)["data"]
     if not data.get(IMAGE_TAG_VARIABLE):
         problems.append(f"{IMAGE_TAG_VARIABLE} (make manifests IMAGE_TAG=<tag pushed>)")
@@ -256,8 +291,19 @@ def render(
     objects = kustomize(generated, kubectl)
     check_rendered(objects)
     manifest = out_dir / f"{env}.yaml"
-    manifest.write_text(header + yaml.dump_all(objects, Dumper=_BlockDumper, sort_keys=False))
+    manifest.write_text(header + dump_all(objects))
+    # The halves of `make manifests-apply`: the Profile first, the rest once its namespace exists.
+    profile = [o for o in objects if o["kind"] == "Profile"]
+    (out_dir / f"{env}.profile.yaml").write_text(header + dump_all(profile))
+    rest = [o for o in objects if o["kind"] != "Profile"]
+    (out_dir / f"{env}.resources.yaml").write_text(header + dump_all(rest))
+    (out_dir / f"{env}.namespace").write_text(profile[0]["metadata"]["name"] + "\n")
     return manifest
+
+
+def dump_all(objects: Sequence[Mapping[str, Any]]) -> str:
+    """The objects as one multi-document YAML."""
+    return yaml.dump_all(objects, Dumper=_BlockDumper, sort_keys=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -285,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RenderError as error:
         log.error("%s", error)
         return 2
-    log.info("wrote %s (apply with: kubectl apply -f %s)", manifest, manifest)
+    log.info("wrote %s (apply with: make manifests-apply ENV=%s)", manifest, args.env)
     return 0
 
 

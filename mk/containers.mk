@@ -17,6 +17,9 @@ TRAINING_TORCH_VARIANT ?= cu130
 INFERENCE_TORCH_VARIANT ?= cpu
 PROFILE_OWNER ?=
 MANIFESTS_OUT ?= build/manifests
+# make manifests-apply: how long to wait for the profile controller to create the namespace.
+NAMESPACE_TIMEOUT ?= 120
+NAMESPACE_POLL ?= 2
 DOCKERFILES := $(sort $(wildcard containers/*/Dockerfile))
 CONTAINER_SCRIPTS := containers/publish.py containers/training/train.py \
 	containers/inference/healthcheck.py manifests/render.py
@@ -29,7 +32,8 @@ IMAGE_BUILD_ARGS = --build-arg VERSION=$$($(PY) -c 'import skinlesion; print(ski
 TORCH_VARIANT_training = $(TRAINING_TORCH_VARIANT)
 TORCH_VARIANT_inference = $(INFERENCE_TORCH_VARIANT)
 
-.PHONY: images $(addprefix image-,$(IMAGES)) push pipeline-image-uri manifests lint-containers containers-checkov \
+.PHONY: images $(addprefix image-,$(IMAGES)) push pipeline-image-uri manifests manifests-apply \
+	lint-containers containers-checkov \
 	test-containers _tf-outputs-exist
 
 images: $(addprefix image-,$(IMAGES)) ## Build the three images as skinlesion-<name>:IMAGE_TAG (needs Docker)
@@ -51,6 +55,23 @@ pipeline-image-uri: $(STAMP) _tf-outputs-exist ## Print the ECR URI:IMAGE_TAG of
 manifests: $(STAMP) _tf-outputs-exist ## Render manifests/overlays/ENV with Terraform's outputs into build/manifests/ENV.yaml (PROFILE_OWNER=...)
 	$(PY) manifests/render.py --env $(ENV) --outputs $(TF_OUTPUTS) --out $(MANIFESTS_OUT) \
 		--image-tag $(IMAGE_TAG) --kubectl $(KUBECTL) $(if $(PROFILE_OWNER),--owner $(PROFILE_OWNER))
+
+# Two phases: the Profile alone, then (once the profile controller has created its namespace) the
+# objects that live in it; one `kubectl apply` of everything fails on them while it is missing.
+manifests-apply: ## Apply build/manifests/ENV.yaml: the Profile, wait for its namespace (NAMESPACE_TIMEOUT s), then the rest
+	@test -f "$(MANIFESTS_OUT)/$(ENV).resources.yaml" || { echo "No $(MANIFESTS_OUT)/$(ENV).resources.yaml: run 'make manifests ENV=$(ENV)' first." >&2; exit 2; }
+	$(KUBECTL) apply -f $(MANIFESTS_OUT)/$(ENV).profile.yaml
+	@ns=$$(cat $(MANIFESTS_OUT)/$(ENV).namespace); waited=0; \
+	until $(KUBECTL) get namespace "$$ns" -o name >/dev/null 2>&1; do \
+		if [ $$waited -ge $(NAMESPACE_TIMEOUT) ]; then \
+			echo "Namespace $$ns did not appear within $(NAMESPACE_TIMEOUT) s of applying its Profile: is Kubeflow's profile controller running (kubectl -n kubeflow get pods -l kustomize.component=profiles)?" >&2; \
+			exit 1; \
+		fi; \
+		sleep $(NAMESPACE_POLL); waited=$$((waited + $(NAMESPACE_POLL))); \
+	done; \
+	echo "$(KUBECTL) wait --for=jsonpath={.status.phase}=Active namespace/$$ns --timeout=$(NAMESPACE_TIMEOUT)s"; \
+	$(KUBECTL) wait --for=jsonpath='{.status.phase}'=Active "namespace/$$ns" --timeout=$(NAMESPACE_TIMEOUT)s
+	$(KUBECTL) apply -f $(MANIFESTS_OUT)/$(ENV).resources.yaml
 
 lint-containers: $(STAMP) ## hadolint every Dockerfile, yamllint manifests/params/workflows, ruff and mypy the deploy scripts
 	$(BIN)/hadolint $(DOCKERFILES)

@@ -5,7 +5,7 @@ from kfp import dsl
 from components.monitor import monitor
 from components.notify import notify
 from components.trigger_retraining import trigger_retraining
-from skinlesion.kubeflow.tasks import aws_step, note_step, pipeline_config
+from skinlesion.kubeflow.tasks import aws_step, kfp_api_step, note_step, pipeline_config
 
 PIPELINE_NAME = "skinlesion-monitoring"
 
@@ -31,6 +31,7 @@ def monitoring_pipeline(
     kfp_host: str = "",
     kfp_namespace: str = "",
     kfp_experiment: str = "skinlesion",
+    retraining_cooldown_hours: float = 24.0,
 ):
     """Check the endpoint; on drift or a quality drop, tell people and retrain.
 
@@ -39,9 +40,11 @@ def monitoring_pipeline(
        its violations, report and metrics (CloudWatch too with the SageMaker backend).
     2. on an alarm (``checks``: drift, quality or all):
        a. notify: SNS with the SageMaker backend, a log line and a record locally;
-       b. trigger retraining: a run of the training pipeline on ``data_uri`` through the KFP API
-          (``kfp_host=in-cluster``: the pod's service-account token), or a recorded request when
-          no host is set.
+       b. trigger retraining: a run of the training pipeline's ``-retrain`` version (caching off)
+          on ``data_uri`` through the KFP API (``kfp_host=in-cluster``: the pod's
+          service-account token, mounted by the access-ml-pipeline PodDefault), skipped while a
+          training run is in flight or within ``retraining_cooldown_hours`` of the last one; a
+          recorded request when no host is set.
     """
     monitor_op = aws_step(
         monitor(
@@ -68,16 +71,19 @@ def monitoring_pipeline(
             ).set_display_name("Notify"),
             cache=False,
         )
-        note_step(
-            trigger_retraining(
-                backend=backend,
-                monitor_output=monitor_op.outputs["output"],
-                data_uri=data_uri,
-                training_arguments=training_arguments,
-                kfp_host=kfp_host,
-                kfp_namespace=kfp_namespace,
-                kfp_experiment=kfp_experiment,
+        kfp_api_step(
+            note_step(
+                trigger_retraining(
+                    backend=backend,
+                    monitor_output=monitor_op.outputs["output"],
+                    data_uri=data_uri,
+                    training_arguments=training_arguments,
+                    kfp_host=kfp_host,
+                    kfp_namespace=kfp_namespace,
+                    kfp_experiment=kfp_experiment,
+                    cooldown_hours=retraining_cooldown_hours,
+                )
+                .set_display_name("Trigger retraining")
+                .after(notify_op)
             )
-            .set_display_name("Trigger retraining")
-            .after(notify_op)
         )

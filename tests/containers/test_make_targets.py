@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 from tests.containers.helpers import IMAGES, REPO_ROOT
@@ -144,3 +145,87 @@ def test_architecture_svg_is_rendered_from_its_source() -> None:
             f"{ours.group(1)}: layouts differ between versions, so only that version can compare"
         )
     assert rendered == committed.read_text(), "docs/architecture.svg is stale: run make diagram"
+
+
+FAKE_KUBECTL = """#!/bin/sh
+# Records each call; the namespace appears after $APPEAR_AFTER lookups (never when empty).
+echo "$*" >> "$KUBECTL_LOG"
+if [ "$1" = get ] && [ "$2" = namespace ]; then
+    count=$(cat "$KUBECTL_LOG.gets" 2>/dev/null || echo 0)
+    count=$((count + 1))
+    echo "$count" > "$KUBECTL_LOG.gets"
+    if [ -n "$APPEAR_AFTER" ] && [ "$count" -gt "$APPEAR_AFTER" ]; then
+        echo "namespace/$3"
+        exit 0
+    fi
+    echo "Error from server (NotFound): namespaces \\"$3\\" not found" >&2
+    exit 1
+fi
+exit 0
+"""
+
+
+def _manifests_apply(
+    tmp_path: Path, appear_after: str, timeout: str
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(FAKE_KUBECTL)
+    kubectl.chmod(0o755)
+    out = tmp_path / "manifests"
+    out.mkdir()
+    for name in ("dev.yaml", "dev.profile.yaml", "dev.resources.yaml"):
+        (out / name).write_text("# rendered by make manifests\n")
+    (out / "dev.namespace").write_text("skinlesion-dev\n")
+    log = tmp_path / "kubectl.log"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "KUBECTL_LOG": str(log),
+        "APPEAR_AFTER": appear_after,
+    }
+    result = subprocess.run(
+        ["make", "--no-print-directory", "manifests-apply", "ENV=dev", f"MANIFESTS_OUT={out}",
+         "KUBECTL=kubectl", "NAMESPACE_POLL=1", f"NAMESPACE_TIMEOUT={timeout}"],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=env, check=False,
+    )  # fmt: skip
+    calls = log.read_text().splitlines() if log.exists() else []
+    return result, calls
+
+
+def test_manifests_apply_applies_the_profile_waits_for_its_namespace_then_the_rest(
+    tmp_path: Path,
+) -> None:
+    result, calls = _manifests_apply(tmp_path, appear_after="2", timeout="30")
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "manifests"
+    assert calls == [
+        f"apply -f {out}/dev.profile.yaml",
+        "get namespace skinlesion-dev -o name",
+        "get namespace skinlesion-dev -o name",
+        "get namespace skinlesion-dev -o name",
+        "wait --for=jsonpath={.status.phase}=Active namespace/skinlesion-dev --timeout=30s",
+        f"apply -f {out}/dev.resources.yaml",
+    ]
+
+
+def test_manifests_apply_gives_up_when_the_namespace_never_appears(
+    tmp_path: Path,
+) -> None:
+    result, calls = _manifests_apply(tmp_path, appear_after="", timeout="2")
+    assert result.returncode != 0
+    assert "Namespace skinlesion-dev did not appear within 2 s" in result.stderr
+    assert "profile controller" in result.stderr
+    assert calls[0].startswith("apply -f ") and calls[0].endswith("dev.profile.yaml")
+    assert not [c for c in calls if c.endswith("dev.resources.yaml")]  # nothing namespaced
+
+
+def test_manifests_apply_needs_make_manifests_first(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["make", "--no-print-directory", "manifests-apply", "ENV=dev",
+         f"MANIFESTS_OUT={tmp_path}"],
+        capture_output=True, text=True, cwd=REPO_ROOT, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "run 'make manifests ENV=dev' first" in result.stderr

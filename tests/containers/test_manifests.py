@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
@@ -162,7 +163,11 @@ def test_validation_rejects_what_the_schemas_forbid(
     _, objects = overlay
     for obj in objects:
         broken = copy.deepcopy(obj)
-        broken["spec" if "spec" in broken else "data"]["misspelt"] = {"x": 1}
+        section = next((k for k in ("spec", "data") if k in broken), None)
+        if section is None:  # ServiceAccount, RoleBinding: fields at the top level
+            broken["misspelt"] = {"x": 1}
+        else:
+            broken[section]["misspelt"] = {"x": 1}
         with pytest.raises(jsonschema.ValidationError):
             validate(broken)
     profile = copy.deepcopy(next(o for o in objects if o["kind"] == "Profile"))
@@ -170,7 +175,9 @@ def test_validation_rejects_what_the_schemas_forbid(
     with pytest.raises(jsonschema.ValidationError):
         validate(profile)
     profile = copy.deepcopy(next(o for o in objects if o["kind"] == "Profile"))
-    profile["spec"]["plugins"][0]["spec"]["awsIamRoleArn"] = "typo"
+    profile["spec"]["plugins"] = [
+        {"kind": "AwsIamForServiceAccount", "spec": {"awsIamRoleArn": "t"}}
+    ]
     with pytest.raises(jsonschema.ValidationError):
         validate(profile)
     access = copy.deepcopy(
@@ -187,12 +194,13 @@ def test_overlay_objects_validate(overlay: tuple[str, list[dict[str, Any]]]) -> 
     env, objects = overlay
     kinds = sorted(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
     assert kinds == [
-        "ConfigMap/kfp-launcher",
         "ConfigMap/skinlesion-settings",
         "LimitRange/skinlesion-defaults",
         "PodDefault/access-ml-pipeline",
         "PodDefault/skinlesion-settings",
         f"Profile/{ENVIRONMENTS[env]}",
+        "RoleBinding/skinlesion-pipeline-runner-edit",
+        "ServiceAccount/skinlesion-pipeline-runner",
     ]
     for obj in objects:
         validate(obj)
@@ -208,15 +216,41 @@ def test_every_namespaced_object_lives_in_the_profiles_namespace(
         assert obj["metadata"]["labels"]["skinlesion/environment"] == env
 
 
-def test_profile_binds_default_editor_to_terraforms_role(
+def test_the_pipeline_runner_has_the_aws_role_and_default_editors_rights(
     overlay: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    _, objects = overlay
+    env, objects = overlay
+    namespace = ENVIRONMENTS[env]
     profile = next(o for o in objects if o["kind"] == "Profile")
-    plugins = [p for p in profile["spec"]["plugins"] if p["kind"] == "AwsIamForServiceAccount"]
-    assert len(plugins) == 1
-    # Terraform owns the role's trust policy; the controller must only annotate.
-    assert plugins[0]["spec"]["annotateOnly"] is True
+    # default-editor, which every notebook of the namespace shares, gets no AWS role.
+    assert not [
+        p for p in profile["spec"].get("plugins", []) if p["kind"] == "AwsIamForServiceAccount"
+    ]
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")
+    assert account["metadata"]["name"] == "skinlesion-pipeline-runner"
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": ""
+    }  # make manifests
+    [binding] = [o for o in objects if o["kind"] == "RoleBinding"]
+    # The ClusterRole the profile controller binds default-editor to in a profile namespace.
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "kubeflow-edit",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "skinlesion-pipeline-runner", "namespace": namespace}
+    ]
+    # The params files run the pipelines as this account.
+    for params in (REPO_ROOT / "pipelines" / "params" / f"{env}.yaml",):
+        assert (
+            yaml.safe_load(params.read_text())["kubeflow"]["service_account"]
+            == (account["metadata"]["name"])
+        )
+    # The token PodDefault selects pods by label, whatever their service account: the trigger
+    # step's pod (label access-ml-pipeline=true) gets this account's token for the KFP API.
+    access = next(o for o in objects if o["metadata"]["name"] == "access-ml-pipeline")
+    assert access["spec"]["selector"] == {"matchLabels": {"access-ml-pipeline": "true"}}
 
 
 def test_settings_configmap_speaks_settings_py(overlay: tuple[str, list[dict[str, Any]]]) -> None:
@@ -258,14 +292,125 @@ def test_quota_comes_with_container_defaults(overlay: tuple[str, list[dict[str, 
             assert resource in container["default"], key
 
 
-def test_launcher_reads_s3_with_the_pods_identity(
+def test_no_kfp_launcher_configmap_of_ours(overlay: tuple[str, list[dict[str, Any]]]) -> None:
+    """KFP's profile controller writes kfp-launcher in every profile namespace
+    (manifests/kustomize/base/installs/multi-user/pipelines-profile-controller/sync.py); a copy
+    of ours would be overwritten or fight it. docs/deploy.md says how to set the root there."""
+    _, objects = overlay
+    assert not [o for o in objects if o["metadata"]["name"] == "kfp-launcher"]
+    assert not (MANIFESTS / "base" / "kfp-launcher.yaml").exists()
+
+
+# --- pod sizes against the LimitRange -------------------------------------------------------------
+
+_SUFFIXES = {
+    "m": Decimal("0.001"),
+    "": Decimal(1),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+}
+
+
+def quantity(text: str | int | float) -> Decimal:
+    """A Kubernetes quantity ("250m", "2", "512Mi", "16Gi") as a number."""
+    match = re.fullmatch(r"([0-9.]+)(m|k|M|G|T|Ki|Mi|Gi|Ti|)", str(text))
+    assert match, f"not a quantity this test knows: {text!r}"
+    return Decimal(match[1]) * _SUFFIXES[match[2]]
+
+
+# PipelineTask setters -> the compiled container's resources fields (kfp 2.17).
+RESOURCE_FIELDS = {
+    "cpu": ("resourceCpuRequest", "resourceCpuLimit"),
+    "memory": ("resourceMemoryRequest", "resourceMemoryLimit"),
+}
+
+
+def _compiled_pods(jobs_in_pod: bool) -> dict[str, dict[str, dict[str, Decimal]]]:
+    """executor -> {"requests": {...}, "limits": {...}} of every pipeline, compiled."""
+    from skinlesion.kubeflow.compiling import CompileOptions, compile_pipeline
+    from skinlesion.kubeflow.discovery import discover_pipelines
+
+    pods: dict[str, dict[str, dict[str, Decimal]]] = {}
+    for name, entry in discover_pipelines(REPO_ROOT / "pipelines").items():
+        compiled = compile_pipeline(entry, CompileOptions(jobs_in_pod=jobs_in_pod))
+        spec = next(yaml.safe_load_all(compiled.text))
+        for label, executor in spec["deploymentSpec"]["executors"].items():
+            declared = executor.get("container", {}).get("resources", {})
+            pods[f"{name}/{label}"] = {
+                kind: {
+                    resource: quantity(declared[fields[index]])
+                    for resource, fields in RESOURCE_FIELDS.items()
+                    if fields[index] in declared
+                }
+                for index, kind in enumerate(("requests", "limits"))
+            }
+    return pods
+
+
+@pytest.mark.parametrize("jobs_in_pod", [False, True], ids=["sagemaker", "jobs-in-pod"])
+def test_every_compiled_pod_fits_the_limitrange_and_the_quota(
+    overlay: tuple[str, list[dict[str, Any]]], jobs_in_pod: bool
+) -> None:
+    """A container over the LimitRange's max is refused at admission (the pod never starts)."""
+    _, objects = overlay
+    container = next(
+        item
+        for item in next(o for o in objects if o["kind"] == "LimitRange")["spec"]["limits"]
+        if item["type"] == "Container"
+    )
+    maximum = {k: quantity(v) for k, v in container["max"].items()}
+    default_limit = {k: quantity(v) for k, v in container["default"].items()}
+    default_request = {k: quantity(v) for k, v in container["defaultRequest"].items()}
+    hard = next(o for o in objects if o["kind"] == "Profile")["spec"]["resourceQuotaSpec"]["hard"]
+    pods = _compiled_pods(jobs_in_pod)
+    assert pods
+    largest: dict[str, Decimal] = {}
+    for pod, declared in pods.items():
+        for resource in ("cpu", "memory", "ephemeral-storage"):
+            # What admission leaves on the container: its own value, else the LimitRange default.
+            limit = declared["limits"].get(resource, default_limit[resource])
+            request = declared["requests"].get(resource, min(default_request[resource], limit))
+            assert request <= limit, (pod, resource)
+            assert limit <= maximum[resource], f"{pod}: {resource} limit {limit} > max"
+            largest[resource] = max(largest.get(resource, Decimal(0)), limit)
+            quota = hard.get(f"limits.{resource}")
+            if quota is not None:
+                assert limit <= quantity(quota), (pod, resource)
+            quota = hard.get(f"requests.{resource}")
+            if quota is not None:
+                assert request <= quantity(quota), (pod, resource)
+    if jobs_in_pod:
+        from skinlesion.kubeflow.tasks import IN_POD_JOB_RESOURCES
+
+        assert largest["memory"] == quantity(IN_POD_JOB_RESOURCES.memory_limit)
+
+
+def test_every_container_gets_an_ephemeral_storage_request_and_limit(
     overlay: tuple[str, list[dict[str, Any]]],
 ) -> None:
+    """kfp 2.17's PipelineTask cannot set ephemeral storage, so the namespace's LimitRange
+    defaults it for every container (LimitRange defaults apply per resource)."""
+    from kfp import dsl
+
+    assert not [m for m in dir(dsl.PipelineTask) if "ephemeral" in m or "storage" in m]
     _, objects = overlay
-    launcher = next(o for o in objects if o["metadata"]["name"] == "kfp-launcher")["data"]
-    s3 = yaml.safe_load(launcher["providers"])["s3"]["default"]
-    assert s3["credentials"] == {"fromEnv": True}
-    assert s3["disableSSL"] is False
+    limits = next(o for o in objects if o["kind"] == "LimitRange")["spec"]["limits"]
+    container = next(item for item in limits if item["type"] == "Container")
+    request = quantity(container["defaultRequest"]["ephemeral-storage"])
+    limit = quantity(container["default"]["ephemeral-storage"])
+    assert 0 < request <= limit <= quantity(container["max"]["ephemeral-storage"])
+    # No compiled task sets it itself, so the default is what every pod gets.
+    assert not any(
+        "ephemeral-storage" in kind
+        for pod in _compiled_pods(False).values()
+        for kind in pod.values()
+    )
 
 
 # --- make manifests --------------------------------------------------------------------------------
@@ -286,10 +431,18 @@ def test_render_fills_every_terraform_value(tmp_path: Path, env: str, form: str)
     profile = next(o for o in objects if o["kind"] == "Profile")
     assert profile["metadata"]["name"] == ENVIRONMENTS[env]
     assert profile["spec"]["owner"] == {"kind": "User", "name": "owner@example.org"}
-    assert profile["spec"]["plugins"][0]["spec"]["awsIamRole"] == OUTPUTS["kubeflow_irsa_role_arn"]
-    launcher = next(o for o in objects if o["metadata"]["name"] == "kfp-launcher")["data"]
-    assert launcher["defaultPipelineRoot"] == OUTPUTS["pipeline_root"]
-    assert yaml.safe_load(launcher["providers"])["s3"]["default"]["region"] == "eu-west-1"
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": OUTPUTS["kubeflow_irsa_role_arn"]
+    }
+    # The halves of make manifests-apply: the Profile, then everything in its namespace.
+    out = tmp_path / "out"
+    first = [d for d in yaml.safe_load_all((out / f"{env}.profile.yaml").read_text()) if d]
+    second = [d for d in yaml.safe_load_all((out / f"{env}.resources.yaml").read_text()) if d]
+    assert first == [profile]
+    assert sorted(map(str, first + second)) == sorted(map(str, objects))
+    assert all(o["metadata"]["namespace"] == ENVIRONMENTS[env] for o in second)
+    assert (out / f"{env}.namespace").read_text() == ENVIRONMENTS[env] + "\n"
     data = next(o for o in objects if o["metadata"]["name"] == "skinlesion-settings")["data"]
     settings = Settings.from_environment(data)
     assert settings.training_image_uri == OUTPUTS["training_image_repository_url"] + ":0123abcd"
@@ -326,6 +479,40 @@ def test_render_refuses_incomplete_manifests(tmp_path: Path) -> None:
     outputs_file.write_text(json.dumps(dict(OUTPUTS, kubeflow_irsa_role_arn="skinlesion-role")))
     with pytest.raises(render.RenderError, match="is not an IAM role ARN"):
         render.render("dev", outputs_file, tmp_path / "out", image_tag="t", owner="o@x.org")
+
+
+def test_render_refuses_what_fights_kubeflow(
+    tmp_path: Path, overlay: tuple[str, list[dict[str, Any]]]
+) -> None:
+    env, _ = overlay
+    outputs_file = tmp_path / "outputs.json"
+    outputs_file.write_text(json.dumps(dict(OUTPUTS, kubeflow_namespace=ENVIRONMENTS[env])))
+    manifest = render.render(env, outputs_file, tmp_path / "out", image_tag="t", owner="o@x.org")
+    rendered = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
+    render.check_rendered(rendered)
+    launcher = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "kfp-launcher", "namespace": ENVIRONMENTS[env]},
+        "data": {"defaultPipelineRoot": OUTPUTS["pipeline_root"]},
+    }
+    with pytest.raises(render.RenderError, match="belongs to KFP's profile controller"):
+        render.check_rendered([*rendered, launcher])
+    plugin = copy.deepcopy(rendered)
+    next(o for o in plugin if o["kind"] == "Profile")["spec"]["plugins"] = [
+        {
+            "kind": "AwsIamForServiceAccount",
+            "spec": {"awsIamRole": OUTPUTS["kubeflow_irsa_role_arn"]},
+        }
+    ]
+    with pytest.raises(render.RenderError, match="would give default-editor"):
+        render.check_rendered(plugin)
+    unbound = [o for o in rendered if o["kind"] != "RoleBinding"]
+    with pytest.raises(render.RenderError, match="no RoleBinding of skinlesion-pipeline-runner"):
+        render.check_rendered(unbound)
+    outputs_file.write_text(json.dumps(dict(OUTPUTS, kubeflow_service_account="default-editor")))
+    with pytest.raises(render.RenderError, match="trusts service account 'default-editor'"):
+        render.render(env, outputs_file, tmp_path / "out2", image_tag="t", owner="o@x.org")
 
 
 def test_render_command_line(tmp_path: Path) -> None:

@@ -16,14 +16,29 @@ false), which the fake records in ``dropped_platform_specs``. At run creation it
 driver: each Kubernetes executor config is parsed strictly (jsonpb before 2.5, protojson later)
 and a config the release cannot parse fails the run. Healthz answers ``tag_name`` as the server's
 main.go writes it.
+
+List filters and sorting follow the server at 2.2.0 (the oldest supported release; unchanged
+through 2.17): the ``filter`` query parameter is a v2beta1 ``Filter`` proto as JSON, parsed with
+jsonpb (backend/src/apiserver/server/list_request_util.go, ``parseAPIFilter``: an unknown field
+is refused), its predicates checked and applied as backend/src/apiserver/filter/filter.go does
+(``checkPredicate``: IN takes a list, the scalar operators a scalar; a timestamp compares as Unix
+seconds), keys limited to each model's ``APIToModelFieldMap`` (backend/src/apiserver/model/
+run.go, experiment.go, pipeline.go, pipeline_version.go); ``sort_by`` is "<field>[ asc|desc]"
+over the same keys (backend/src/apiserver/list/list.go, ``NewOptions``). A recurring run's cron
+is parsed as the server does: ``cron.Parse`` of github.com/robfig/cron v1.2.0 (go.mod at every
+supported tag; backend/src/apiserver/server/api_converter.go), whose parser is
+``Second | Minute | Hour | Dom | Month | DowOptional | Descriptor`` (parser.go at v1.2.0).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.cookies import SimpleCookie
@@ -78,6 +93,8 @@ class FakeKfpState:
     redirect_unauthenticated: bool = False
     # States that GET /runs/{id} reports one after another (the last one repeats).
     run_states: list[str] = field(default_factory=lambda: ["PENDING"])
+    # The server's clock: a run's created_at (the server stamps it when the run is created).
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     run_error: str = ""
     experiments: dict[str, dict[str, Any]] = field(default_factory=dict)
     pipelines: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -105,17 +122,310 @@ def _new_id() -> str:
 
 
 def _matches(item: dict[str, Any], filter_json: str) -> bool:
-    """KFP's filter: predicates on a key, EQUALS only (given as a name or as its number 1)."""
-    if not filter_json:
-        return True
-    for predicate in json.loads(filter_json).get("predicates", []):
-        operation = predicate.get("operation")
-        if operation not in ("EQUALS", 1):
-            raise ValueError(f"unsupported filter operation {operation!r}")
-        value = predicate.get("string_value", predicate.get("stringValue"))
-        if item.get(predicate["key"]) != value:
+    """Whether ``item`` passes the (already checked) filter."""
+    for operation, key, value in _predicates(filter_json, None):
+        if not _compare(operation, _field_value(item, key), value):
             return False
     return True
+
+
+# APIToModelFieldMap of each listable model at 2.2.0 (the v2beta1 and v1beta1 names).
+RUN_KEYS = (
+    "run_id", "id", "display_name", "name", "created_at", "finished_at", "description",
+    "scheduled_at", "storage_state", "status", "namespace", "experiment_id", "state",
+    "state_history", "runtime_details", "recurring_run_id",
+)  # fmt: skip
+EXPERIMENT_KEYS = (
+    "id", "experiment_id", "name", "display_name", "created_at", "description", "namespace",
+    "storage_state",
+)  # fmt: skip
+PIPELINE_KEYS = (
+    "id",
+    "pipeline_id",
+    "name",
+    "display_name",
+    "created_at",
+    "description",
+    "namespace",
+)
+VERSION_KEYS = (
+    "id", "pipeline_version_id", "name", "display_name", "created_at", "status", "description",
+    "pipeline_spec",
+)  # fmt: skip
+# v1beta1 names of the same columns, read from the v2beta1 objects the fake holds.
+_ALIASES = {"name": "display_name"}
+_PRIMARY_KEYS = ("run_id", "pipeline_version_id", "pipeline_id", "experiment_id")
+OPERATIONS = {
+    1: "EQUALS",
+    2: "NOT_EQUALS",
+    3: "GREATER_THAN",
+    5: "GREATER_THAN_EQUALS",
+    6: "LESS_THAN",
+    7: "LESS_THAN_EQUALS",
+    8: "IN",
+    9: "IS_SUBSTRING",
+}
+# Predicate's value oneof (backend/api/v2beta1/filter.proto): proto name -> (JSON name, kind).
+_VALUE_FIELDS = {
+    "int_value": ("intValue", "int32"),
+    "long_value": ("longValue", "int64"),
+    "string_value": ("stringValue", "string"),
+    "timestamp_value": ("timestampValue", "timestamp"),
+    "int_values": ("intValues", "[]int32"),
+    "long_values": ("longValues", "[]int64"),
+    "string_values": ("stringValues", "[]string"),
+}
+
+
+class ApiError(ValueError):
+    """An error the server answers with an HTTP status (400 InvalidInput unless told)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _unix(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def _predicates(filter_json: str, keys: tuple[str, ...] | None) -> list[tuple[str, str, Any]]:
+    """The filter's predicates as (operation, key, value); raise ApiError as the server does."""
+    if not filter_json:
+        return []
+
+    def refuse(why: str) -> ApiError:
+        return ApiError(
+            f"Invalid input error: failed to parse valid filter from {filter_json!r}: {why}"
+        )
+
+    try:
+        document = json.loads(filter_json)
+    except json.JSONDecodeError as error:
+        raise refuse(str(error)) from None
+    if not isinstance(document, dict):
+        raise refuse("not a JSON object")
+    unknown = sorted(set(document) - {"predicates"})
+    if unknown:
+        raise refuse(f"unknown field {unknown[0]!r} in v2beta1.Filter")
+    parsed = []
+    for predicate in document.get("predicates") or []:
+        names = {"operation", "key"} | set(_VALUE_FIELDS) | {j for j, _ in _VALUE_FIELDS.values()}
+        unknown = sorted(set(predicate) - names)
+        if unknown:
+            raise refuse(f"unknown field {unknown[0]!r} in v2beta1.Predicate")
+        raw_operation = predicate.get("operation", 0)
+        operation = (
+            OPERATIONS.get(raw_operation)
+            if isinstance(raw_operation, int)
+            else raw_operation
+            if raw_operation in OPERATIONS.values()
+            else None
+        )
+        if operation is None:
+            if raw_operation in (0, "OPERATION_UNSPECIFIED"):
+                raise ApiError(
+                    "Unknown API version error: Filter.Predicate.Operation "
+                    f"{raw_operation!r} is not supported"
+                )
+            raise refuse(f"unknown value {raw_operation!r} for enum v2beta1.Predicate_Operation")
+        given = [
+            (name, predicate[name] if name in predicate else predicate[json_name], kind)
+            for name, (json_name, kind) in _VALUE_FIELDS.items()
+            if name in predicate or json_name in predicate
+        ]
+        if len(given) > 1:
+            raise refuse(f"oneof value is already set ({given[0][0]}, {given[1][0]})")
+        if not given:
+            raise ApiError("Unknown API version error: Filter.Predicate.Value <nil>")
+        name, raw, kind = given[0]
+        value: Any
+        if kind == "timestamp":
+            try:
+                value = _unix(str(raw))
+            except ValueError:
+                raise refuse(f"bad Timestamp {raw!r}") from None
+        elif kind.startswith("[]"):
+            if not isinstance(raw, dict) or set(raw) - {"values"}:
+                raise refuse(f"{name}: expected an object with 'values'")
+            value = list(raw.get("values") or [])
+            if kind != "[]string":
+                value = [int(v) for v in value]
+        else:
+            value = int(raw) if kind in ("int32", "int64") else str(raw)
+        key = predicate.get("key", "")
+        if not key:
+            raise ApiError(
+                f"Invalid input error: Predicate key cannot be empty for operation {operation} "
+                f"and value {value}"
+            )
+        # filter.go checkPredicate
+        if operation == "IN" and not kind.startswith("[]"):
+            raise ApiError(f"Invalid input error: cannot use IN operator with scalar type {kind}")
+        if operation not in ("IN", "IS_SUBSTRING") and kind.startswith("[]"):
+            raise ApiError(
+                f"Invalid input error: cannot use scalar operator {operation} on array type {kind}"
+            )
+        if operation == "IS_SUBSTRING" and kind != "string":
+            raise ApiError(
+                f"Invalid input error: cannot use non string value type {operation} with "
+                f"operator {kind}"
+            )
+        # list.go NewOptions -> filter.ReplaceKeys(APIToModelFieldMap)
+        if keys is not None and key not in keys:
+            raise ApiError(
+                f"Invalid input error: no support for filtering on unrecognized field {key!r}"
+            )
+        parsed.append((operation, key, value))
+    return parsed
+
+
+def _field_value(item: dict[str, Any], key: str) -> Any:
+    if key == "id":
+        key = next((k for k in _PRIMARY_KEYS if k in item), key)
+    key = _ALIASES.get(key, key)
+    value = item.get(key)
+    if key.endswith("_at") and isinstance(value, str):
+        return _unix(value)  # the *_at columns hold Unix seconds (CreatedAtInSec, ...)
+    return value
+
+
+def _compare(operation: str, have: Any, want: Any) -> bool:
+    if have is None:
+        return False  # SQL: a comparison with NULL is never true
+    try:
+        return {
+            "EQUALS": lambda: have == want,
+            "NOT_EQUALS": lambda: have != want,
+            "GREATER_THAN": lambda: have > want,
+            "GREATER_THAN_EQUALS": lambda: have >= want,
+            "LESS_THAN": lambda: have < want,
+            "LESS_THAN_EQUALS": lambda: have <= want,
+            "IN": lambda: have in want,
+            "IS_SUBSTRING": lambda: str(want) in str(have),
+        }[operation]()
+    except TypeError:
+        return False
+
+
+def _listed(
+    items: list[dict[str, Any]], query: dict[str, str], keys: tuple[str, ...], model: str
+) -> list[dict[str, Any]]:
+    """``items`` filtered and sorted as the server's list options do."""
+    _predicates(query.get("filter", ""), keys)  # raises what the server refuses
+    sort_by = query.get("sort_by", "")
+    words = sort_by.lower().split()
+    if len(words) > 2 or (len(words) == 2 and words[1] not in ("desc", "asc")):
+        raise ApiError(
+            f"Invalid input error: Received invalid sort by format {sort_by!r}. Supported format: "
+            '"field_name", "field_name desc", or "field_name asc"'
+        )
+    if words and words[0] not in keys and not (model == "Run" and words[0].startswith("metric:")):
+        raise ApiError(
+            f"Invalid input error: Invalid sorting field: {words[0]!r} on listable type {model}"
+        )
+    kept = [i for i in items if _matches(i, query.get("filter", ""))]
+    if words:
+        # Stable sort: items of equal value keep the order they were stored in.
+        kept.sort(
+            key=lambda i: (_field_value(i, words[0]) is None, _field_value(i, words[0]) or 0),
+            reverse=len(words) == 2 and words[1] == "desc",
+        )
+    return kept
+
+
+# -- robfig/cron v1.2.0 cron.Parse: Second | Minute | Hour | Dom | Month | DowOptional | Descriptor
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_WEEKDAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_CRON_BOUNDS: tuple[tuple[int, int, dict[str, int]], ...] = (
+    (0, 59, {}),
+    (0, 59, {}),
+    (0, 23, {}),
+    (1, 31, {}),
+    (1, 12, {m: i + 1 for i, m in enumerate(_MONTHS)}),
+    (0, 6, {d: i for i, d in enumerate(_WEEKDAYS)}),
+)  # fmt: skip
+_CRON_DESCRIPTORS = (
+    "@yearly",
+    "@annually",
+    "@monthly",
+    "@weekly",
+    "@daily",
+    "@midnight",
+    "@hourly",
+)
+_GO_DURATION = re.compile(r"[-+]?(0|([0-9]*(\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+)")
+
+
+def _go_atoi(expr: str) -> int:
+    # strconv.Atoi: optional sign, decimal digits.
+    if not re.fullmatch(r"[+-]?[0-9]+", expr):
+        raise ValueError(
+            f'Failed to parse int from {expr}: strconv.Atoi: parsing "{expr}": invalid syntax'
+        )
+    number = int(expr)
+    if number < 0:
+        raise ValueError(f"Negative number ({number}) not allowed: {expr}")
+    return number
+
+
+def _cron_range(expr: str, low: int, high: int, names: dict[str, int]) -> None:
+    range_and_step = expr.split("/")
+    low_and_high = range_and_step[0].split("-")
+    single = len(low_and_high) == 1
+    if low_and_high[0] in ("*", "?"):
+        start, end = low, high
+    else:
+
+        def value(text: str) -> int:
+            return names[text.lower()] if text.lower() in names else _go_atoi(text)
+
+        start = value(low_and_high[0])
+        if len(low_and_high) == 1:
+            end = start
+        elif len(low_and_high) == 2:
+            end = value(low_and_high[1])
+        else:
+            raise ValueError(f"Too many hyphens: {expr}")
+    if len(range_and_step) == 1:
+        step = 1
+    elif len(range_and_step) == 2:
+        step = _go_atoi(range_and_step[1])
+        if single:
+            end = high  # "N/step" means "N-max/step"
+    else:
+        raise ValueError(f"Too many slashes: {expr}")
+    if start < low:
+        raise ValueError(f"Beginning of range ({start}) below minimum ({low}): {expr}")
+    if end > high:
+        raise ValueError(f"End of range ({end}) above maximum ({high}): {expr}")
+    if start > end:
+        raise ValueError(f"Beginning of range ({start}) beyond end of range ({end}): {expr}")
+    if step == 0:
+        raise ValueError(f"Step of range should be a positive number: {expr}")
+
+
+def robfig_cron_parse(spec: str) -> None:
+    """Raise ValueError with robfig/cron v1.2.0's message where ``cron.Parse(spec)`` fails."""
+    if not spec:
+        raise ValueError("Empty spec string")
+    if spec[0] == "@":
+        if spec in _CRON_DESCRIPTORS:
+            return
+        if spec.startswith("@every "):
+            duration = spec[len("@every ") :]
+            if not _GO_DURATION.fullmatch(duration):
+                raise ValueError(
+                    f'Failed to parse duration {spec}: time: invalid duration "{duration}"'
+                )
+            return
+        raise ValueError(f"Unrecognized descriptor: {spec}")
+    fields = spec.split()
+    if not 5 <= len(fields) <= 6:  # the day of week is optional
+        raise ValueError(f"Expected 5 to 6 fields, found {len(fields)}: {spec}")
+    for text, (low, high, names) in zip(fields, _CRON_BOUNDS, strict=False):
+        for expr in (part for part in text.split(",") if part):
+            _cron_range(expr, low, high, names)
 
 
 def _multipart_file(headers: dict[str, str], body: bytes) -> bytes:
@@ -206,6 +516,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             self._api(method, path[len(API) :], query, headers, body)
+        except ApiError as error:
+            self._error(error.status, str(error))
         except (KeyError, ValueError) as error:
             self._error(400, f"bad request: {error}")
 
@@ -291,12 +603,8 @@ class _Handler(BaseHTTPRequestHandler):
             )
         elif path == "/experiments" and method == "GET":
             namespace = q.get("namespace", "")
-            items = [
-                e
-                for e in state.experiments.values()
-                if _matches(e, q.get("filter", "")) and e.get("namespace", "") == namespace
-            ]
-            self._page(items, query, "experiments")
+            items = [e for e in state.experiments.values() if e.get("namespace", "") == namespace]
+            self._page(_listed(items, q, EXPERIMENT_KEYS, "Experiment"), query, "experiments")
         elif path == "/experiments" and method == "POST":
             request = json.loads(body)
             if state.multi_user and not request.get("namespace"):
@@ -314,12 +622,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, experiment)
         elif path == "/pipelines" and method == "GET":
             namespace = q.get("namespace", "")
-            items = [
-                p
-                for p in state.pipelines.values()
-                if _matches(p, q.get("filter", "")) and p.get("namespace", "") == namespace
-            ]
-            self._page(items, query, "pipelines")
+            items = [p for p in state.pipelines.values() if p.get("namespace", "") == namespace]
+            self._page(_listed(items, q, PIPELINE_KEYS, "Pipeline"), query, "pipelines")
         elif path == "/pipelines/upload" and method == "POST":
             name = q["name"]
             namespace = q.get("namespace", "")
@@ -366,14 +670,13 @@ class _Handler(BaseHTTPRequestHandler):
             version = self._add_version(pipeline_id, name, q.get("description", ""), content)
             self._send(200, version)
         elif len(segments) == 3 and segments[0] == "pipelines" and segments[2] == "versions":
-            items = [
-                v
-                for v in state.versions.values()
-                if v["pipeline_id"] == segments[1] and _matches(v, q.get("filter", ""))
-            ]
-            if q.get("sort_by") == "created_at desc":
-                items.reverse()  # uploaded one after another: the last is the newest
-            self._page(items, query, "pipeline_versions")
+            items = [v for v in state.versions.values() if v["pipeline_id"] == segments[1]]
+            if q.get("sort_by", "").lower().split() == ["created_at", "desc"]:
+                # Uploaded one after another within a second: the last is the newest.
+                items.reverse()
+            self._page(
+                _listed(items, q, VERSION_KEYS, "PipelineVersion"), query, "pipeline_versions"
+            )
         elif path == "/runs" and method == "POST":
             request = json.loads(body)
             driver_error = self._driver_error(request)
@@ -381,13 +684,24 @@ class _Handler(BaseHTTPRequestHandler):
                 **request,
                 "run_id": _new_id(),
                 "state": "FAILED" if driver_error else "PENDING",
-                "created_at": CREATED_AT,
+                "created_at": state.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "storage_state": "AVAILABLE",
             }
             if driver_error:
                 run["error"] = {"code": 2, "message": driver_error}
             state.runs[run["run_id"]] = run
             self._send(200, run)
+        elif path == "/runs" and method == "GET":
+            items = list(state.runs.values())
+            if q.get("experiment_id"):
+                if q["experiment_id"] not in state.experiments:
+                    raise ApiError(
+                        "Failed to list runs due to error fetching namespace for experiment "
+                        f"{q['experiment_id']}. Try filtering based on namespace",
+                        status=404,
+                    )
+                items = [r for r in items if r.get("experiment_id") == q["experiment_id"]]
+            self._page(_listed(items, q, RUN_KEYS, "Run"), query, "runs")
         elif len(segments) == 2 and segments[0] == "runs" and method == "GET":
             run = state.runs[segments[1]]
             if run.get("error") and run["state"] == "FAILED":
@@ -401,6 +715,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, run)
         elif path == "/recurringruns" and method == "POST":
             request = json.loads(body)
+            self._check_recurring_run(request)
             recurring = {
                 **request,
                 "recurring_run_id": _new_id(),
@@ -430,6 +745,31 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {})
         else:
             self._error(404, f"{method} {API}{path} is not implemented by the fake")
+
+    def _check_recurring_run(self, request: dict[str, Any]) -> None:
+        """api_converter.go toModelJob: max concurrency 1-10, cron through cron.Parse."""
+        concurrency = int(request.get("max_concurrency") or 0)
+        if not 1 <= concurrency <= 10:
+            raise ApiError(
+                "Invalid input error: Max concurrency of a recurring run must be at leas 1 and at "
+                f"most 10. Received {concurrency}"
+            )
+        trigger = request.get("trigger") or {}
+        cron = (trigger.get("cron_schedule") or {}).get("cron")
+        if cron is not None:
+            try:
+                robfig_cron_parse(cron)
+            except ValueError as error:
+                raise ApiError(
+                    "Invalid input error: Schedule cron is not a supported format"
+                    f"(https://godoc.org/github.com/robfig/cron). Error: {error}"
+                ) from None
+        interval = (trigger.get("periodic_schedule") or {}).get("interval_second")
+        if interval is not None and int(interval) < 1:
+            raise ApiError(
+                f"Invalid input error: Found invalid period schedule interval {interval}. "
+                "Set at interval to least 1 second"
+            )
 
     def _check_template(self, content: bytes) -> str:
         """The server's NewV2SpecTemplate: '' if accepted, else its 400 message."""

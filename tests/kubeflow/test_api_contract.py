@@ -66,13 +66,16 @@ def test_submit_uploads_a_version_named_by_the_commit_and_starts_a_run(
     [pipeline] = state.pipelines.values()
     assert pipeline["display_name"] == "skinlesion-training"
     assert pipeline["namespace"] == "skinlesion-test"
-    [upload_version] = state.api_requests("POST", "/pipelines/upload_version")
+    # Two versions: the run's, then the retraining one (<version>-retrain, caching off).
+    upload_version, retrain_upload = state.api_requests("POST", "/pipelines/upload_version")
     revision = source_revision(REPO_ROOT)
     name = upload_version.query["name"][0]
     assert name.startswith(revision.commit[:12])
     assert name.count("-") == (2 if revision.dirty else 1)
     assert revision.commit in upload_version.query["description"][0]
     [version] = [v for v in state.versions.values() if v["display_name"] == name]
+    assert retrain_upload.query["name"][0].endswith("-retrain")
+    assert retrain_upload.query["name"][0].startswith(revision.commit[:12])
 
     # The uploaded spec: exactly the file kept under the build dir, strictly valid, and
     # compiled for the environment (the ECR image, the S3 pipeline root).
@@ -93,7 +96,7 @@ def test_submit_uploads_a_version_named_by_the_commit_and_starts_a_run(
         "pipeline_id": pipeline["pipeline_id"],
         "pipeline_version_id": version["pipeline_version_id"],
     }
-    assert body["service_account"] == "default-editor"
+    assert body["service_account"] == "skinlesion-pipeline-runner"
     runtime = body["runtime_config"]
     assert runtime["pipeline_root"] == PIPELINE_ROOT
     parameters = runtime["parameters"]
@@ -117,7 +120,8 @@ def test_a_second_submit_reuses_the_pipeline_and_its_version(
     assert cli("submit")[0] == 0
     state = fake_kfp.state
     assert len(state.api_requests("POST", "/pipelines/upload")) == 1
-    assert len(state.api_requests("POST", "/pipelines/upload_version")) == 1
+    # The run's version and the retraining version, each uploaded once.
+    assert len(state.api_requests("POST", "/pipelines/upload_version")) == 2
     assert len(state.api_requests("POST", "/experiments")) == 1
     runs = [r.json() for r in state.api_requests("POST", "/runs")]
     assert len(runs) == 2
@@ -163,7 +167,7 @@ def test_the_latest_version_is_found_for_a_run_started_from_a_step(
         host=f"{fake_kfp.url}/pipeline", namespace="skinlesion-test", auth=AuthMode.TOKEN
     )
     latest = connect(settings).latest_version("skinlesion-training")
-    [uploaded] = fake_kfp.state.api_requests("POST", "/pipelines/upload_version")
+    uploaded = fake_kfp.state.api_requests("POST", "/pipelines/upload_version")[-1]
     assert latest.version_name == uploaded.query["name"][0]
 
 
@@ -324,7 +328,7 @@ def test_schedule_creates_the_monthly_training_run_and_a_second_apply_replaces_i
     assert body["mode"] == "ENABLE"
     assert body["max_concurrency"] == 1
     assert body["no_catchup"] is True
-    assert body["service_account"] == "default-editor"
+    assert body["service_account"] == "skinlesion-pipeline-runner"
     assert body["runtime_config"]["pipeline_root"] == PIPELINE_ROOT
     assert body["runtime_config"]["parameters"]["backend"] == "sagemaker"
     assert body["experiment_id"] == next(iter(fake_kfp.state.experiments))
@@ -342,8 +346,12 @@ def test_schedule_creates_the_monthly_training_run_and_a_second_apply_replaces_i
     deletes = fake_kfp.state.api_requests("DELETE", "/recurringruns/")
     assert sorted(d.path.rsplit("/", 1)[1] for d in deletes) == sorted(first_ids)
     assert f"replaced {first['recurring_run_id']}" in out
-    # Same commit, same spec: each pipeline's version (training, monitoring) was uploaded once.
-    assert len(fake_kfp.state.api_requests("POST", "/pipelines/upload_version")) == 2
+    # Same commit, same spec: each version (training, its -retrain version, monitoring) was
+    # uploaded once.
+    names = [
+        r.query["name"][0] for r in fake_kfp.state.api_requests("POST", "/pipelines/upload_version")
+    ]
+    assert len(names) == 3 and sum(n.endswith("-retrain") for n in names) == 1
 
 
 def test_schedules_lists_and_pause_resume_delete_act_by_name(
@@ -410,3 +418,34 @@ def test_api_paths_are_the_kfp_v2beta1_ones(cli: Cli, fake_kfp: FakeKfp, token_a
     assert {("GET", "experiments"), ("POST", "experiments"), ("GET", "pipelines")} <= paths
     assert {("POST", "pipelines"), ("POST", "runs"), ("POST", "recurringruns")} <= paths
     assert {("GET", "recurringruns")} <= paths
+
+
+def test_the_run_that_retraining_starts_uses_a_version_with_caching_off_on_every_task(
+    cli: Cli, fake_kfp: FakeKfp, token_auth: str, tmp_path: Path
+) -> None:
+    """make submit uploads <version>-retrain; the trigger starts it; its spec caches nothing."""
+    from skinlesion.kubeflow.settings import AuthMode, KubeflowSettings
+    from skinlesion.monitoring.retrain import request_retraining
+
+    assert cli("submit", "--pipeline", "training")[0] == 0
+    [submitted] = fake_kfp.state.api_requests("POST", "/runs")
+    own_version_id = submitted.json()["pipeline_version_reference"]["pipeline_version_id"]
+    fake_kfp.state.runs.clear()  # the submitted run would hold the trigger back (in flight)
+    settings = KubeflowSettings(
+        host=f"{fake_kfp.url}/pipeline",
+        namespace="skinlesion-test",
+        experiment="skinlesion-test",
+        auth=AuthMode.TOKEN,
+    )
+    made = request_retraining(reason="drift", data_uri="s3://data/new", kubeflow=settings)
+    assert made.status == "submitted" and made.pipeline_version.endswith("-retrain")
+    created = fake_kfp.state.api_requests("POST", "/runs")[-1].json()
+    version_id = created["pipeline_version_reference"]["pipeline_version_id"]
+    assert fake_kfp.state.versions[version_id]["display_name"] == made.pipeline_version
+    spec = _uploaded_spec(fake_kfp, version_id)[0]
+    tasks = _tasks(spec)
+    assert tasks and all(not t.get("cachingOptions", {}).get("enableCache") for t in tasks)
+    # The run's own version (make submit's) keeps its caching: preprocess/train are cached.
+    assert own_version_id != version_id
+    own_tasks = _tasks(_uploaded_spec(fake_kfp, own_version_id)[0])
+    assert any(t.get("cachingOptions", {}).get("enableCache") for t in own_tasks)

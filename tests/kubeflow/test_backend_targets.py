@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from tests.kubeflow.conftest import REPO_ROOT
 from tests.kubeflow.fake_kfp import API, FakeKfp, FakeKfpState
 
 from skinlesion.kubeflow.compiling import CompileOptions, compile_pipeline
@@ -125,3 +126,36 @@ def test_healthz_reports_the_release_like_the_server_main_go() -> None:
     with FakeKfp(FakeKfpState(multi_user=False, server_version="2.5.0")) as fake:
         body = requests.get(f"{fake.url}{API}/healthz", timeout=10).json()
     assert body["tag_name"] == "2.5.0" and body["multi_user"] is False
+
+
+@pytest.mark.parametrize("release", SUPPORTED_BACKENDS)
+def test_the_trigger_pod_gets_the_label_of_the_kfp_token_poddefault(release: str) -> None:
+    """Only the retraining trigger's pod carries access-ml-pipeline=true (the label that
+    manifests/base/access-ml-pipeline.yaml selects) and learns its own service account; every
+    release keeps both: podMetadata and fieldPathAsEnv are in kubernetes_executor_config.proto
+    from 2.2.0, whose Argo compiler copies podMetadata onto the pod (argocompiler/container.go,
+    extendPodMetadata), and the stand-in parses them with the release's protos."""
+    manifest = yaml.safe_load(
+        (REPO_ROOT / "manifests" / "base" / "access-ml-pipeline.yaml").read_text()
+    )
+    selector = manifest["spec"]["selector"]["matchLabels"]
+    text = _compiled("monitoring", release)
+    platform = list(yaml.safe_load_all(text))[1]
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    labelled = {
+        name
+        for name, config in executors.items()
+        if selector.items() <= config.get("podMetadata", {}).get("labels", {}).items()
+    }
+    assert labelled == {"exec-trigger-retraining"}
+    trigger = executors["exec-trigger-retraining"]
+    assert trigger["fieldPathAsEnv"] == [
+        {"name": "SKINLESION_RUN_SERVICE_ACCOUNT", "fieldPath": "spec.serviceAccountName"}
+    ]
+    with FakeKfp(FakeKfpState(multi_user=False, server_version=release)) as fake:
+        assert _upload(fake, "monitoring", text).status_code == 200
+        (version_id,) = fake.state.versions
+        kept = fake.state.platform_specs[version_id]["platforms"]["kubernetes"]
+        kept_trigger = kept["deploymentSpec"]["executors"]["exec-trigger-retraining"]
+        assert kept_trigger["podMetadata"]["labels"]["access-ml-pipeline"] == "true"
+        assert _run(fake, version_id)["state"] == "PENDING"

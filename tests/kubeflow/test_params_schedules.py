@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import requests
 from tests.kubeflow.conftest import BASELINE_URI, IMAGE, PIPELINE_ROOT, PIPELINES_DIR
+from tests.kubeflow.fake_kfp import API, FakeKfp, FakeKfpState
 
 from skinlesion.kubeflow.compiling import CompiledPipeline
 from skinlesion.kubeflow.params import (
@@ -51,7 +53,7 @@ def test_each_environment_gives_valid_settings_and_arguments(
         assert arguments["backend"] == "sagemaker"
         assert arguments["data_uri"].startswith("s3://")
         assert settings.pipeline_root == PIPELINE_ROOT
-        assert settings.service_account == "default-editor"
+        assert settings.service_account == "skinlesion-pipeline-runner"
         assert settings.namespace == f"skinlesion-{env}"
         assert options.image == IMAGE
         assert settings.host == ENVIRON["KFP_HOST"]
@@ -240,3 +242,81 @@ def test_schedule_definitions_are_checked(tmp_path: Path) -> None:
     path.write_text("schedules:\n  - {name: a, pipeline: training, cron: '@daily', when: x}\n")
     with pytest.raises(ScheduleError, match="unknown keys when"):
         load_schedules(path)
+
+
+# -- the stand-in's cron: what the KFP API server accepts ------------------------------------------
+
+
+def _create_recurring_run(fake: FakeKfp, cron: str) -> requests.Response:
+    body = {
+        "display_name": "s",
+        "mode": "ENABLE",
+        "max_concurrency": 1,
+        "trigger": {"cron_schedule": {"cron": cron}},
+        "pipeline_version_reference": {"pipeline_id": "p", "pipeline_version_id": "v"},
+    }
+    return requests.post(f"{fake.url}{API}/recurringruns", json=body, timeout=10)
+
+
+# The server parses with robfig/cron v1.2.0 cron.Parse (Second | Minute | Hour | Dom | Month |
+# DowOptional | Descriptor): api_converter.go at 2.2.0 and go.mod "github.com/robfig/cron v1.2.0",
+# unchanged through 2.17.0; parser.go at v1.2.0 for the messages.
+SERVER_ACCEPTS = (
+    "0 0 3 1 * *",
+    "0 30 */6 * * *",
+    "30 0 6 * * MON-FRI",
+    "0 0 0 1 JAN,JUL ?",
+    "@hourly",
+    "@every 1h30m",
+    "0 0 3 1 *",  # accepted: the day of week is optional, so this is seconds-first
+)
+SERVER_REFUSES = (
+    ("0 0 * * *  * *", "Expected 5 to 6 fields, found 7: 0 0 * * *  * *"),
+    ("0 3 1 *", "Expected 5 to 6 fields, found 4"),
+    ("0 60 * * * *", "End of range (60) above maximum (59): 60"),
+    ("0 0 3 0 * *", "Beginning of range (0) below minimum (1): 0"),
+    ("0 0 5-3 * * *", "Beginning of range (5) beyond end of range (3): 5-3"),
+    ("0 0 * * * FUNDAY", "Failed to parse int from FUNDAY"),
+    ("0 */0 * * * *", "Step of range should be a positive number: */0"),
+    ("0 1-2-3 * * * *", "Too many hyphens: 1-2-3"),
+    ("@fortnightly", "Unrecognized descriptor: @fortnightly"),
+    ("@every 1 hour", "Failed to parse duration @every 1 hour"),
+    ("", "Empty spec string"),
+)
+
+
+def test_the_stand_in_parses_cron_like_the_kfp_server() -> None:
+    with FakeKfp(FakeKfpState(multi_user=False)) as fake:
+        for cron in SERVER_ACCEPTS:
+            response = _create_recurring_run(fake, cron)
+            assert response.status_code == 200, (cron, response.text)
+        for cron, message in SERVER_REFUSES:
+            response = _create_recurring_run(fake, cron)
+            assert response.status_code == 400, cron
+            error = response.json()["message"]
+            assert (
+                "Schedule cron is not a supported format(https://godoc.org/github.com/robfig/cron)"
+                in error
+            )
+            assert message in error, (cron, error)
+        # Every cron of pipelines/schedules.yaml is one the server takes.
+        for schedule in load_schedules(PIPELINES_DIR / "schedules.yaml"):
+            if schedule.cron:
+                assert _create_recurring_run(fake, schedule.cron).status_code == 200
+
+
+def test_our_cron_check_is_stricter_than_the_server_never_looser() -> None:
+    """What check_cron accepts the server accepts; a 5-field cron, which the server would read
+    seconds-first (a different schedule than the author meant), is refused by ours alone."""
+    with FakeKfp(FakeKfpState(multi_user=False)) as fake:
+        for cron in SERVER_ACCEPTS:
+            try:
+                check_cron(cron)
+            except ScheduleError:
+                continue
+            assert _create_recurring_run(fake, cron).status_code == 200
+        for cron, _ in SERVER_REFUSES:
+            with pytest.raises(ScheduleError):
+                check_cron(cron)
+    with pytest.raises(ScheduleError, match="5 fields"):
+        check_cron("0 0 3 1 *")

@@ -234,6 +234,19 @@ class KubeflowClient:
             service_account=service_account or None,
         )
 
+    def runs(self, experiment_id: str, *, filter: str = "", sort_by: str = "") -> list[Any]:
+        """The runs of the experiment that match ``filter`` (a v2beta1 Filter as JSON)."""
+        return list(
+            self._pages(
+                "list runs",
+                self.kfp.list_runs,
+                "runs",
+                experiment_id=experiment_id,
+                filter=filter or None,
+                sort_by=sort_by,
+            )
+        )
+
     def get_run(self, run_id: str) -> Any:
         return self.call(f"get run {run_id}", self.kfp.get_run, run_id)
 

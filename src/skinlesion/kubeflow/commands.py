@@ -192,11 +192,14 @@ def submit_command(args: argparse.Namespace) -> int:
     from skinlesion.kubeflow.discovery import get_pipeline
     from skinlesion.kubeflow.params import parse_assignments
     from skinlesion.kubeflow.submit import (
+        RETRAINED_PIPELINE,
         compile_options_for,
         default_run_name,
         prepare,
+        prepare_retraining,
         source_revision,
         submit,
+        upload_retraining_version,
         wait_for_run,
     )
 
@@ -214,10 +217,20 @@ def submit_command(args: argparse.Namespace) -> int:
         revision=source_revision(args.pipelines_dir.resolve().parent),
         upload_dir=args.build_dir,
     )
+    # The monitoring pipeline's retraining runs start the newest <version>-retrain (caching off).
+    retraining = (
+        prepare_retraining(
+            entry, params, options, revision=prepared.revision, upload_dir=args.build_dir
+        )
+        if entry.name == RETRAINED_PIPELINE
+        else None
+    )
     client = _connect(settings)
     run_name = args.run_name or default_run_name(prepared, params.env)
     submitted = submit(client, prepared, settings, run_name=run_name)
     _out(f"pipeline version: {submitted.version.version_name}")
+    if retraining is not None:
+        _out(f"retraining version: {upload_retraining_version(client, retraining).version_name}")
     _out(f"run: {run_name}")
     _out(f"run URL: {submitted.url}")
     if not args.wait:
@@ -236,9 +249,12 @@ def schedule_command(args: argparse.Namespace) -> int:
     from skinlesion.kubeflow.discovery import discover_pipelines
     from skinlesion.kubeflow.schedules import ScheduleError, apply_schedule, load_schedules
     from skinlesion.kubeflow.submit import (
+        RETRAINED_PIPELINE,
         compile_options_for,
         prepare,
+        prepare_retraining,
         source_revision,
+        upload_retraining_version,
         with_caching,
     )
 
@@ -287,8 +303,26 @@ def schedule_command(args: argparse.Namespace) -> int:
     if not chosen:
         _out("no schedule to apply")
         return 0
+    # Scheduled training and monitoring's retraining runs: the training pipeline's version with
+    # caching off that the monitoring pipeline's trigger starts (skinlesion.monitoring.retrain).
+    retraining = (
+        prepare_retraining(
+            pipelines[RETRAINED_PIPELINE],
+            params,
+            compile_options_for(
+                params, {"image": args.image, "pipeline_root": settings.pipeline_root or None}
+            ),
+            revision=revision,
+            upload_dir=args.build_dir,
+        )
+        if RETRAINED_PIPELINE in pipelines
+        and any(s.pipeline in (RETRAINED_PIPELINE, "monitoring") for s in chosen)
+        else None
+    )
     client = _connect(settings)
     experiment_id = client.experiment_id(settings.experiment)
+    if retraining is not None:
+        _out(f"retraining version: {upload_retraining_version(client, retraining).version_name}")
     for schedule, prepared in zip(chosen, prepared_list, strict=True):
         applied = apply_schedule(
             client,

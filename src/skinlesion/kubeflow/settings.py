@@ -23,6 +23,12 @@ from skinlesion.kubeflow.secrets import Secret
 SA_TOKEN_PATH_ENV = "KF_PIPELINES_SA_TOKEN_PATH"
 DEFAULT_SA_TOKEN_PATH = "/var/run/secrets/kubeflow/pipelines/token"
 IN_CLUSTER_HOST = "http://ml-pipeline.kubeflow.svc.cluster.local:8888"
+# The service account the pipelines run as in a profile namespace (manifests/base/
+# serviceaccount.yaml): annotated with the IRSA role, bound to kubeflow-edit.
+PIPELINE_SERVICE_ACCOUNT = "skinlesion-pipeline-runner"
+# Set on the retraining trigger's pod from its own spec.serviceAccountName (skinlesion.kubeflow.
+# tasks.kfp_api_step), so the run it starts uses the service account of the run it is part of.
+RUN_SERVICE_ACCOUNT_ENV = "SKINLESION_RUN_SERVICE_ACCOUNT"
 
 # The environment variables that hold credentials.
 TOKEN_ENV = "KFP_TOKEN"
@@ -59,7 +65,9 @@ class KubeflowSettings:
     host: str  # the KFP API, e.g. https://kubeflow.example.com/pipeline
     namespace: str = ""  # the profile namespace (empty: standalone KFP, single user)
     experiment: str = "skinlesion"
-    service_account: str = ""  # the profile's default-editor, bound to the IRSA role
+    # The runs' service account: PIPELINE_SERVICE_ACCOUNT on Kubeflow (the params files say so);
+    # empty: the server's default (default-editor in a profile, a standalone KFP's runner).
+    service_account: str = ""
     pipeline_root: str = ""  # s3://<bucket>/<prefix>; empty: the KFP default
     ui_url: str = ""  # the KFP UI for links; empty: the host
     auth: AuthMode = AuthMode.AUTO
@@ -107,10 +115,16 @@ class KubeflowSettings:
         return cls(**kwargs)
 
     @classmethod
-    def in_cluster(cls, namespace: str, experiment: str = "skinlesion") -> KubeflowSettings:
+    def in_cluster(
+        cls, namespace: str, experiment: str = "skinlesion", service_account: str = ""
+    ) -> KubeflowSettings:
         """Settings for a pod in the cluster: the in-cluster API and the service-account token."""
         return cls(
-            host=IN_CLUSTER_HOST, namespace=namespace, experiment=experiment, auth=AuthMode.SA_TOKEN
+            host=IN_CLUSTER_HOST,
+            namespace=namespace,
+            experiment=experiment,
+            service_account=service_account,
+            auth=AuthMode.SA_TOKEN,
         )
 
     def with_overrides(self, **overrides: Any) -> KubeflowSettings:

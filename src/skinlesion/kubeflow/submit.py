@@ -34,11 +34,17 @@ from skinlesion.kubeflow.targets import (
     target,
     target_for_server,
 )
+from skinlesion.monitoring.retrain import RETRAIN_SUFFIX
 
 log = logging.getLogger(__name__)
 
 DEFAULT_UPLOAD_DIR = Path("build/pipelines")
 COMMIT_INPUT = "git_commit"  # filled in with the commit when a pipeline has this input
+# The pipeline that the monitoring pipeline retrains (skinlesion.monitoring.retrain), and the
+# suffix of its retraining versions: compiled with caching off, because the KFP v2beta1 API has
+# no per-run cache switch (backend/api/v2beta1/run.proto at 2.2.0 through 2.17.0) and a retrain
+# reads new data under the same data_uri, where a cached preprocess would reuse the old split.
+RETRAINED_PIPELINE = "training"
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ def prepare(
     overrides: Mapping[str, Any] | None = None,
     revision: SourceRevision | None = None,
     upload_dir: Path = DEFAULT_UPLOAD_DIR,
+    file_suffix: str = "",
 ) -> PreparedPipeline:
     """Compile ``entry`` with ``options``, write it under ``upload_dir/<env>/``, check arguments."""
     revision = revision or source_revision()
@@ -135,8 +142,42 @@ def prepare(
             "backend=local on Kubeflow runs the jobs inside the step pods; set compile.jobs_in_pod"
             " so those pods get the CPU and memory the jobs need"
         )
-    path = compiled.write(upload_dir / params.env / f"{entry.name}.yaml")
+    path = compiled.write(upload_dir / params.env / f"{entry.name}{file_suffix}.yaml")
     return PreparedPipeline(entry, compiled, path, checked, revision)
+
+
+def prepare_retraining(
+    entry: PipelineEntry,
+    params: EnvironmentParams,
+    options: CompileOptions,
+    *,
+    revision: SourceRevision | None = None,
+    upload_dir: Path = DEFAULT_UPLOAD_DIR,
+) -> PreparedPipeline:
+    """``entry`` compiled with caching off on every task, for the runs that retraining starts."""
+    return prepare(
+        entry,
+        params,
+        replace(options, enable_caching=False),
+        revision=revision,
+        upload_dir=upload_dir,
+        file_suffix=RETRAIN_SUFFIX,
+    )
+
+
+def upload_retraining_version(
+    client: KubeflowClient, prepared: PreparedPipeline
+) -> PipelineVersionRef:
+    """Upload ``prepared`` (from :func:`prepare_retraining`) as ``<version>-retrain``."""
+    check_server_version(client.server_version, prepared.compiled.kfp_backend)
+    version = client.ensure_pipeline_version(
+        str(prepared.path),
+        prepared.compiled.pipeline_name,
+        prepared.version_name + RETRAIN_SUFFIX,
+        prepared.description + "; caching off on every task, for runs started by retraining",
+    )
+    log.info("retraining version: %s", version.version_name)
+    return version
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,13 @@ POD_LABELS: dict[str, str] = {
     "skinlesion/settings": "true",
 }
 
+# The label that Kubeflow's access-ml-pipeline PodDefault selects (manifests/base/
+# access-ml-pipeline.yaml): it projects a service-account token for the KFP API into the pod, which
+# a step that starts a run (retraining) signs in with. Pod labels reach the pod on every supported
+# backend: the 2.2.0 Argo compiler copies podMetadata into the executor template's metadata
+# (backend/src/v2/compiler/argocompiler/container.go, extendPodMetadata).
+KFP_API_ACCESS_LABEL = ("access-ml-pipeline", "true")
+
 # Argo deletes a finished run's workflow, and with it the pods, after this long; the run's
 # record, metrics and artifacts stay in the KFP database and the S3 pipeline root.
 FINISHED_RUN_TTL_SECONDS = 3 * 24 * 3600
@@ -133,6 +140,21 @@ def note_step(task: dsl.PipelineTask) -> dsl.PipelineTask:
     """Settings of a step that only writes a record: never cached, a small pod. Returns ``task``."""
     task.set_caching_options(False)
     _small_pod(task)
+    return task
+
+
+def kfp_api_step(task: dsl.PipelineTask) -> dsl.PipelineTask:
+    """Let the task's pod call the KFP API with its service-account token, and tell it its own
+    service account (the one runs it starts should use). Returns ``task``."""
+    from skinlesion.kubeflow.settings import RUN_SERVICE_ACCOUNT_ENV
+
+    key, value = KFP_API_ACCESS_LABEL
+    kubernetes.add_pod_label(task, key, value)
+    # fieldPathAsEnv exists in every supported backend (kubernetes_executor_config.proto and the
+    # driver at 2.2.0).
+    kubernetes.use_field_path_as_env(
+        task, env_name=RUN_SERVICE_ACCOUNT_ENV, field_path="spec.serviceAccountName"
+    )
     return task
 
 

@@ -2,10 +2,17 @@
 
 On Kubeflow the monitoring pipeline's pod signs in with its service-account token
 (``kfp_host="in-cluster"``: the in-cluster API, the pod's namespace, auth ``sa-token``, the
-token the ``access-ml-pipeline`` PodDefault projects) and starts a run of the newest uploaded
-version of the training pipeline (the one ``make submit`` / ``make schedule`` uploaded), with
+token the ``access-ml-pipeline`` PodDefault projects onto pods labelled
+``access-ml-pipeline: "true"``) and starts a run of the newest retraining version of the
+training pipeline: ``<version>-retrain``, which ``make submit`` / ``make schedule`` upload
+compiled with caching off (the KFP v2beta1 API has no per-run cache switch, so a cached
+preprocess would otherwise reuse the old split of a ``data_uri`` whose content changed), with
 ``data_uri`` set to the current data and the other arguments as given. Any other host works the
 same with the credentials of :mod:`skinlesion.kubeflow.settings`.
+
+An alarm fires every hour while drift lasts, so before creating a run the trigger lists the
+training pipeline's runs in the experiment and skips (status ``skipped``, with the reason) when
+one is PENDING or RUNNING, or when the newest was created inside the cooldown (24 h by default).
 
 Locally (no host) nothing is started: the request is recorded in
 ``<local root>/monitoring/retraining_requests.jsonl`` (and returned), which is what a person
@@ -16,9 +23,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +36,13 @@ IN_CLUSTER = "in-cluster"
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_PIPELINE = "skinlesion-training"
 REQUESTS_FILE = "retraining_requests.jsonl"
+# The suffix of the training pipeline's versions compiled with caching off, which `make submit`
+# and `make schedule` upload (skinlesion.kubeflow.submit) and retraining starts. Defined here, in a
+# module a running component can import without kfp's compiler.
+RETRAIN_SUFFIX = "-retrain"
+DEFAULT_COOLDOWN_HOURS = 24.0
+# KFP v2beta1 RuntimeState values of a run that has not ended yet and may still train.
+IN_FLIGHT_STATES = ("PENDING", "RUNNING")
 
 
 class RetrainingError(RuntimeError):
@@ -42,11 +57,15 @@ class RetrainingRequest:
     pipeline: str
     arguments: dict[str, Any]
     requested_at: str
-    status: str  # "submitted" (a run was created) or "recorded" (no KFP host configured)
+    # "submitted" (a run was created), "skipped" (a training run is in flight or inside the
+    # cooldown; skip_reason says which) or "recorded" (no KFP host configured)
+    status: str
     kfp_host: str = ""
     run_id: str = ""
     run_url: str = ""
     pipeline_version: str = ""
+    skip_reason: str = ""
+    blocking_run_id: str = ""  # the training run that caused the skip
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,16 +77,25 @@ def kubeflow_settings(
     experiment: str = "skinlesion",
     *,
     namespace_file: Path = SA_NAMESPACE_FILE,
+    environ: Mapping[str, str] | None = None,
 ) -> Any:
-    """KubeflowSettings for ``kfp_host``: None for "", the in-cluster API for "in-cluster"."""
-    from skinlesion.kubeflow.settings import KubeflowSettings
+    """KubeflowSettings for ``kfp_host``: None for "", the in-cluster API for "in-cluster".
+
+    In the cluster the run is started with the trigger pod's own service account (the pipeline
+    sets ``SKINLESION_RUN_SERVICE_ACCOUNT`` from ``spec.serviceAccountName``), so a retraining
+    run has the AWS role of the monitoring run that asked for it.
+    """
+    from skinlesion.kubeflow.settings import RUN_SERVICE_ACCOUNT_ENV, KubeflowSettings
 
     if not kfp_host:
         return None
     if kfp_host == IN_CLUSTER:
         if not namespace and namespace_file.is_file():
             namespace = namespace_file.read_text().strip()
-        return KubeflowSettings.in_cluster(namespace, experiment)
+        environ = os.environ if environ is None else environ
+        return KubeflowSettings.in_cluster(
+            namespace, experiment, service_account=environ.get(RUN_SERVICE_ACCOUNT_ENV, "")
+        )
     return KubeflowSettings(host=kfp_host, namespace=namespace, experiment=experiment)
 
 
@@ -93,7 +121,7 @@ def training_arguments(data_uri: str, extra: Mapping[str, Any] | None = None) ->
 
 
 def latest_version(client: Any, pipeline_name: str, version_name: str = "") -> Any:
-    """The pipeline version to run: ``version_name``, else the newest one uploaded."""
+    """The pipeline version to run: ``version_name``, else the newest ``*-retrain`` version."""
     from skinlesion.kubeflow.client import PipelineVersionRef
 
     pipeline_id = client.pipeline_id(pipeline_name)
@@ -120,9 +148,18 @@ def latest_version(client: Any, pipeline_name: str, version_name: str = "") -> A
             break
     if version_name:
         versions = [v for v in versions if v.display_name == version_name]
+    else:
+        versions = [v for v in versions if str(v.display_name).endswith(RETRAIN_SUFFIX)]
     if not versions:
-        wanted = f"version {version_name}" if version_name else "versions"
-        raise RetrainingError(f"Pipeline {pipeline_name} has no {wanted} to run.")
+        wanted = (
+            f"version {version_name}"
+            if version_name
+            else f"retraining version (<version>{RETRAIN_SUFFIX}, compiled with caching off)"
+        )
+        raise RetrainingError(
+            f"Pipeline {pipeline_name} has no {wanted} to run: upload one with make submit "
+            "or make schedule."
+        )
     # Newest by creation time; of equal times the last listed (the most recent upload).
     newest = max(enumerate(versions), key=lambda item: (str(item[1].created_at), item[0]))[1]
     return PipelineVersionRef(
@@ -130,28 +167,79 @@ def latest_version(client: Any, pipeline_name: str, version_name: str = "") -> A
     )
 
 
-def start_training_run(
+def _created(run: Any) -> datetime:
+    created = getattr(run, "created_at", None)
+    if isinstance(created, datetime):
+        return created if created.tzinfo else created.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+
+
+def _pipeline_of(run: Any) -> str:
+    reference = getattr(run, "pipeline_version_reference", None)
+    return str(getattr(reference, "pipeline_id", "") or "")
+
+
+def blocking_run(
     client: Any,
-    settings: Any,
     *,
-    pipeline_name: str,
-    arguments: dict[str, Any],
-    run_name: str,
-    version_name: str = "",
-) -> tuple[str, str, str]:
-    """Create a run of the training pipeline; return (run id, UI link, version name)."""
-    version = latest_version(client, pipeline_name, version_name)
-    experiment_id = client.experiment_id(settings.experiment)
-    run = client.create_run(
-        experiment_id=experiment_id,
-        name=run_name,
-        version=version,
-        arguments=arguments,
-        pipeline_root=settings.pipeline_root,
-        service_account=settings.service_account,
-    )
-    run_id = str(run.run_id)
-    return run_id, settings.ui_link(f"runs/details/{run_id}"), version.version_name
+    experiment_id: str,
+    pipeline_id: str,
+    cooldown: timedelta,
+    now: datetime,
+) -> tuple[str, str] | None:
+    """A training run that forbids a new one, as (run id, reason); None when one may start.
+
+    Two list calls filtered by the server (state IN PENDING/RUNNING; created_at after the
+    cooldown's start), each narrowed here to the training pipeline's runs: the v2beta1 API
+    cannot filter runs by pipeline (backend/src/apiserver/model/run.go, the run filter keys).
+    """
+    in_flight = [
+        run
+        for run in client.runs(
+            experiment_id,
+            filter=_filter("state", "IN", {"string_values": {"values": list(IN_FLIGHT_STATES)}}),
+            sort_by="created_at desc",
+        )
+        if _pipeline_of(run) == pipeline_id
+    ]
+    if in_flight:
+        run = in_flight[0]
+        return str(run.run_id), (
+            f"training run {run.run_id} is {run.state} (created {_created(run).isoformat()}); "
+            "not starting a second one"
+        )
+    if cooldown <= timedelta(0):
+        return None
+    since = now - cooldown
+    recent = [
+        run
+        for run in client.runs(
+            experiment_id,
+            filter=_filter(
+                "created_at",
+                "GREATER_THAN",
+                {"timestamp_value": since.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            ),
+            sort_by="created_at desc",
+        )
+        if _pipeline_of(run) == pipeline_id
+    ]
+    if recent:
+        run = max(recent, key=_created)
+        created = _created(run)
+        hours = cooldown.total_seconds() / 3600
+        return str(run.run_id), (
+            f"training run {run.run_id} was created at {created.isoformat()}, inside the "
+            f"{hours:g} h cooldown (a new one may start after "
+            f"{(created + cooldown).isoformat(timespec='seconds')})"
+        )
+    return None
+
+
+def _filter(key: str, operation: str, value: dict[str, Any]) -> str:
+    # The v2beta1 Filter proto as JSON (backend/api/v2beta1/filter.proto), which the server
+    # parses with jsonpb (backend/src/apiserver/server/list_request_util.go, parseAPIFilter).
+    return json.dumps({"predicates": [{"key": key, "operation": operation, **value}]})
 
 
 def request_retraining(
@@ -163,16 +251,24 @@ def request_retraining(
     record_dir: Path | None = None,
     pipeline_name: str = DEFAULT_PIPELINE,
     version_name: str = "",
+    cooldown_hours: float = DEFAULT_COOLDOWN_HOURS,
     connect: Callable[[Any], Any] | None = None,
+    now: datetime | None = None,
 ) -> RetrainingRequest:
     """Start the training pipeline (when ``kubeflow`` settings are given) and record it.
 
+    No run is started (status ``skipped``) while a training run of the experiment is PENDING or
+    RUNNING, or when the newest was created less than ``cooldown_hours`` ago (0: no cooldown).
     ``record_dir``: append the request to ``retraining_requests.jsonl`` there (None: no
     record file). ``connect``: builds the KFP client from the settings (default
     :func:`skinlesion.kubeflow.client.connect`).
     """
+    if cooldown_hours < 0:
+        raise RetrainingError(
+            f"Invalid cooldown_hours {cooldown_hours}: hours >= 0 (0 turns the cooldown off)."
+        )
     run_arguments = training_arguments(data_uri, arguments)
-    now = datetime.now(UTC)
+    now = now or datetime.now(UTC)
     request = RetrainingRequest(
         reason=reason,
         pipeline=pipeline_name,
@@ -186,28 +282,14 @@ def request_retraining(
 
             connect = kfp_connect
         client = connect(kubeflow)
-        run_name = f"{pipeline_name} retrain {now.strftime('%Y-%m-%d %H:%M:%S UTC')}"
-        run_id, url, version = start_training_run(
+        request = _submit_unless_blocked(
             client,
             kubeflow,
-            pipeline_name=pipeline_name,
-            arguments=run_arguments,
-            run_name=run_name,
+            request,
             version_name=version_name,
+            cooldown=timedelta(hours=cooldown_hours),
+            now=now,
         )
-        request = RetrainingRequest(
-            **(
-                request.to_dict()
-                | {
-                    "status": "submitted",
-                    "kfp_host": kubeflow.host,
-                    "run_id": run_id,
-                    "run_url": url,
-                    "pipeline_version": version,
-                }
-            )
-        )
-        log.warning("Retraining started: run %s of %s (%s): %s", run_id, pipeline_name, url, reason)
     else:
         log.warning(
             "Retraining requested (no KFP host configured, recorded only): %s on %s",
@@ -221,8 +303,55 @@ def request_retraining(
     return request
 
 
-def local_record_dir() -> Path:
-    """``<local root>/monitoring``: where local notifications and retraining requests go."""
-    from skinlesion.backends.local import LocalSettings
-
-    return LocalSettings.from_environment().root / "monitoring"
+def _submit_unless_blocked(
+    client: Any,
+    settings: Any,
+    request: RetrainingRequest,
+    *,
+    version_name: str,
+    cooldown: timedelta,
+    now: datetime,
+) -> RetrainingRequest:
+    pipeline_name = request.pipeline
+    version = latest_version(client, pipeline_name, version_name)
+    experiment_id = client.experiment_id(settings.experiment)
+    blocked = blocking_run(
+        client,
+        experiment_id=experiment_id,
+        pipeline_id=version.pipeline_id,
+        cooldown=cooldown,
+        now=now,
+    )
+    if blocked is not None:
+        blocking_id, why = blocked
+        log.warning("Retraining skipped (%s): %s", why, request.reason)
+        return replace(
+            request,
+            status="skipped",
+            kfp_host=settings.host,
+            skip_reason=why,
+            blocking_run_id=blocking_id,
+            run_url=settings.ui_link(f"runs/details/{blocking_id}"),
+        )
+    run_name = f"{pipeline_name} retrain {now.strftime('%Y-%m-%d %H:%M:%S UTC')}"
+    run = client.create_run(
+        experiment_id=experiment_id,
+        name=run_name,
+        version=version,
+        arguments=request.arguments,
+        pipeline_root=settings.pipeline_root,
+        service_account=settings.service_account,
+    )
+    run_id = str(run.run_id)
+    url = settings.ui_link(f"runs/details/{run_id}")
+    log.warning(
+        "Retraining started: run %s of %s (%s): %s", run_id, pipeline_name, url, request.reason
+    )
+    return replace(
+        request,
+        status="submitted",
+        kfp_host=settings.host,
+        run_id=run_id,
+        run_url=url,
+        pipeline_version=version.version_name,
+    )

@@ -178,6 +178,7 @@ def trigger_retraining(
     kfp_namespace: str = "",
     kfp_experiment: str = "skinlesion",
     pipeline_name: str = "skinlesion-training",
+    cooldown_hours: float = 24.0,
 ) -> str:
     """Start the training pipeline through the KFP API (``kfp_host``), or record the request.
 
@@ -198,6 +199,7 @@ def trigger_retraining(
         kubeflow=settings,
         record_dir=be.retraining_record_dir(),
         pipeline_name=pipeline_name,
+        cooldown_hours=cooldown_hours,
     )
     Path(request.path).parent.mkdir(parents=True, exist_ok=True)
     Path(request.path).write_text(json.dumps(made.to_dict(), indent=2) + "\n")
