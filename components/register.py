@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Input, Model
+from kfp.dsl import Artifact, Dataset, Input, Model
 
 from components import PIPELINE_IMAGE
 
@@ -20,6 +20,7 @@ def register(
     min_balanced_accuracy: float,
     git_commit: str,
     run_id: str,
+    dataset: Input[Dataset],
 ) -> NamedTuple("Registration", [("model_version_arn", str), ("approval_status", str)]):
     """Register a model version: Rejected below the gate; Approved when it beats the approved
     one by ``approval_margin``; else PendingManualApproval.
@@ -35,6 +36,7 @@ def register(
         min_balanced_accuracy: The gate: below it the version is registered as Rejected.
         git_commit: The code's commit, kept as lineage.
         run_id: The pipeline run's id, kept as lineage.
+        dataset: The preprocess step's output; its manifest.json's hash is kept as lineage.
     """
     from collections import namedtuple
 
@@ -51,5 +53,6 @@ def register(
         min_balanced_accuracy=min_balanced_accuracy,
         git_commit=git_commit,
         run_id=run_id,
+        dataset=dataset,
     )
     return namedtuple("Registration", ["model_version_arn", "approval_status"])(arn, status)

@@ -130,6 +130,7 @@ def training_pipeline(
                 min_balanced_accuracy=threshold,
                 git_commit=git_commit,
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                dataset=preprocess_op.outputs["dataset"],
             ).set_display_name("Register"),
             cache=False,
         )

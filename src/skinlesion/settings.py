@@ -23,6 +23,7 @@ ENV_PREFIX = "SKINLESION_"
 TERRAFORM_OUTPUTS_ENV = "SKINLESION_TERRAFORM_OUTPUTS"
 TRUE_WORDS = ("1", "true", "yes", "on")
 FALSE_WORDS = ("0", "false", "no", "off")
+TRAFFIC_SHIFTS = ("all_at_once", "canary", "linear")
 _NAME_PREFIX = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 
 
@@ -139,6 +140,19 @@ class Settings:
         600, "TerminationWaitInSeconds: the old fleet stays while the alarms watch the new one"
     )
     endpoint_timeout_seconds: int = _setting(3600, "Wall-clock limit of waiting for InService")
+    traffic_shift: str = _setting(
+        "all_at_once",
+        "How a blue/green update shifts traffic: all_at_once, canary or linear",
+    )
+    canary_size_percent: int = _setting(
+        10, "canary: share of the new fleet that gets traffic first, percent (1-50)"
+    )
+    linear_step_percent: int = _setting(
+        25, "linear: share of the new fleet turned on per step, percent (10-50)"
+    )
+    traffic_shift_wait_seconds: int = _setting(
+        300, "canary/linear: bake between two traffic steps, seconds (0-3600)"
+    )
     scale_in_cooldown_seconds: int = _setting(300, "ScaleInCooldown of the target tracking policy")
     scale_out_cooldown_seconds: int = _setting(60, "ScaleOutCooldown of the target tracking policy")
 
@@ -184,10 +198,40 @@ class Settings:
                 f"Invalid name_prefix {self.name_prefix!r}: letters, digits and hyphens, "
                 "at most 40 characters, starting and ending with a letter or digit."
             )
+        self._check_traffic_shift()
         if bool(self.subnet_ids) != bool(self.security_group_ids):
             raise SettingsError(
                 "subnet_ids and security_group_ids go together: set both (a VPC) or neither."
             )
+
+    def _check_traffic_shift(self) -> None:
+        # The ranges are TrafficRoutingConfig's in the SageMaker API reference
+        # (docs.aws.amazon.com/sagemaker/latest/APIReference/API_TrafficRoutingConfig.html):
+        # WaitIntervalInSeconds 0-3600, CanarySize <= 50 % and LinearStepSize 10-50 % of the fleet.
+        if self.traffic_shift not in TRAFFIC_SHIFTS:
+            raise SettingsError(
+                f"Invalid traffic_shift {self.traffic_shift!r} ({env_name('traffic_shift')}). "
+                f"Accepted: {', '.join(TRAFFIC_SHIFTS)}."
+            )
+        for name, low, high in (
+            ("canary_size_percent", 1, 50),
+            ("linear_step_percent", 10, 50),
+            ("traffic_shift_wait_seconds", 0, 3600),
+        ):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise SettingsError(
+                    f"Invalid {name} {value!r} ({env_name(name)}): {low} to {high}."
+                )
+
+    @property
+    def traffic_shift_waits(self) -> int:
+        """How many WaitIntervalInSeconds a blue/green update sits through before the final bake."""
+        if self.traffic_shift == "canary":
+            return 1
+        if self.traffic_shift == "linear":
+            return -(-100 // self.linear_step_percent) - 1  # n steps, a wait between two
+        return 0
 
     # --- Loading --------------------------------------------------------------------------
     @classmethod

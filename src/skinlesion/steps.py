@@ -211,14 +211,17 @@ def register(
     min_balanced_accuracy: float = 0.0,
     git_commit: str = "",
     run_id: str = "",
+    dataset: ArtifactLike | None = None,
 ) -> tuple[str, str]:
     """Register the model version; return its ARN and approval status.
 
     A candidate below ``min_balanced_accuracy`` (the gate) is registered as Rejected, so the
-    registry keeps every candidate and why it was not promoted.
+    registry keeps every candidate and why it was not promoted. ``dataset`` (the preprocess
+    step's output) is lineage: the registry records its manifest's hash.
     """
     configure_logging()
     be = get_backend(backend)
+    dataset_uri = DatasetHandoff.read(dataset).dataset if dataset is not None else ""
     evaluation_uri = EvaluationHandoff.read(evaluation).evaluation
     metrics = be.read_json(f"{evaluation_uri.rstrip('/')}/metrics.json")
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -235,6 +238,7 @@ def register(
             run_id=run_id,
             gate_passed=gate_passed,
             approval_margin=approval_margin,
+            dataset_uri=dataset_uri,
         )
     )
     log.info("model version %s: %s", version.arn, version.approval_status.value)

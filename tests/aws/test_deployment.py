@@ -240,6 +240,12 @@ def queue_update(
     config = deployer.endpoint_config_request(
         request, deployer.model_name(ENDPOINT, package()), CAPTURE
     )
+    # The running endpoint is read first: the new fleet is sized from it.
+    stubber.add_response(
+        "describe_endpoint",
+        endpoint_description("InService", OLD_CONFIG),
+        {"EndpointName": ENDPOINT},
+    )
     stubber.add_client_error(
         "describe_endpoint_config",
         "ValidationException",
@@ -249,11 +255,6 @@ def queue_update(
     stubber.add_response(
         "create_endpoint_config",
         {"EndpointConfigArn": "arn:aws:sagemaker:us-east-1:1:endpoint-config/c"},
-    )
-    stubber.add_response(
-        "describe_endpoint",
-        endpoint_description("InService", OLD_CONFIG),
-        {"EndpointName": ENDPOINT},
     )
     stubber.add_response(
         "describe_endpoint_config",
@@ -406,19 +407,20 @@ def test_a_failed_new_endpoint_raises_its_failure_reason(
                 "CreationTime": NOW,
             },
         )
-        stubber.add_response("describe_endpoint_config", config_description("c", "ml.m5.large"))
         missing(stubber, "describe_endpoint", {"EndpointName": ENDPOINT})
+        stubber.add_response("describe_endpoint_config", config_description("c", "ml.m5.large"))
         stubber.add_response(
             "create_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e"}
         )
         stubber.add_response(
             "describe_endpoint", endpoint_description("Creating", "c"), {"EndpointName": ENDPOINT}
         )
-        stubber.add_response(
-            "describe_endpoint",
-            endpoint_description("Failed", "c", FailureReason=reason),
-            {"EndpointName": ENDPOINT},
-        )
+        for _ in range(2):  # the wait, then the autoscaling restore's look (Failed: nothing)
+            stubber.add_response(
+                "describe_endpoint",
+                endpoint_description("Failed", "c", FailureReason=reason),
+                {"EndpointName": ENDPOINT},
+            )
         with pytest.raises(DeploymentError, match="is Failed: The primary container") as caught:
             subject.deploy(request)
     assert str(caught.value).endswith(reason)
@@ -442,7 +444,6 @@ def test_a_failed_endpoint_is_deleted_and_created_again(
     with stubber:
         stubber.add_response("describe_model_package", package(), {"ModelPackageName": PACKAGE_ARN})
         stubber.add_response("describe_model", model)
-        stubber.add_response("describe_endpoint_config", config_description(name, "ml.m5.large"))
         stubber.add_response(
             "describe_endpoint",
             endpoint_description("Failed", OLD_CONFIG),
@@ -455,6 +456,7 @@ def test_a_failed_endpoint_is_deleted_and_created_again(
             {"EndpointName": ENDPOINT},
         )
         missing(stubber, "describe_endpoint", {"EndpointName": ENDPOINT})
+        stubber.add_response("describe_endpoint_config", config_description(name, "ml.m5.large"))
         stubber.add_response(
             "create_endpoint",
             {"EndpointArn": "arn:aws:sagemaker:us-east-1:1:endpoint/e"},

@@ -40,13 +40,16 @@ def test_first_version_creates_the_group_and_is_approved(
         "data_uri": f"s3://{BUCKETS['data_bucket']}/isic2019/",
         "architecture": "efficientnet_lite0",
         "evaluation_uri": f"s3://{MODELS}/runs/run-1/evaluate/evaluation/metrics.json",
+        "training_image": f"{REGISTRY}/skinlesion-training:0.1.0",
+        "inference_image": f"{REGISTRY}/skinlesion-inference:0.1.0",
     }
     package = sagemaker.describe_model_package(ModelPackageName=version.arn)
+    # Model Monitor's statistics next to metrics.json (test_registry_lineage.py reads them).
     assert package["ModelMetrics"] == {
         "ModelQuality": {
             "Statistics": {
                 "ContentType": "application/json",
-                "S3Uri": f"s3://{MODELS}/runs/run-1/evaluate/evaluation/metrics.json",
+                "S3Uri": f"s3://{MODELS}/runs/run-1/evaluate/evaluation/model_quality.json",
             }
         }
     }

@@ -146,6 +146,7 @@ class RegisterRequest:
     run_id: str = ""
     gate_passed: bool = True
     approval_margin: float = 0.0  # beat the approved version by this much to be auto-approved
+    dataset_uri: str = ""  # the preprocessed dataset folder (its manifest.json), kept as lineage
 
 
 @dataclass(frozen=True)

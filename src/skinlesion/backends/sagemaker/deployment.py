@@ -32,6 +32,10 @@ BUSY = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack", "Dele
 # still serve traffic (the old fleet), so a person decides.
 MAYBE_SERVING = frozenset({"UpdateRollbackFailed", "OutOfService"})
 MAX_ROLLBACK_ALARMS = 10
+# BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds: 600-28800, and it should exceed
+# TerminationWaitInSeconds plus the WaitIntervalInSeconds of the traffic steps (API reference,
+# BlueGreenUpdatePolicy).
+MAX_EXECUTION_SECONDS = 28800
 
 
 def invocation_url(region: str, endpoint_name: str) -> str:
@@ -82,7 +86,6 @@ class EndpointDeployer:
             )
         model_name = self.ensure_model(request.endpoint_name, package)
         capture_uri = request.capture_uri or self.settings.default_capture_uri
-        config_name = self.ensure_endpoint_config(request, model_name, capture_uri)
         current = self.describe_endpoint(request.endpoint_name)
         if current is not None and current["EndpointStatus"] in BUSY:
             log.info(
@@ -110,21 +113,34 @@ class EndpointDeployer:
             self._wait_deleted(request.endpoint_name)
             current = None
         alarms: list[str] = []
-        if current is None:
-            self._call(
-                self.sagemaker,
-                "CreateEndpoint",
-                "create_endpoint",
-                EndpointName=request.endpoint_name,
-                EndpointConfigName=config_name,
-                Tags=self.resource_tags(request.model_version_arn),
-            )
-            log.info("Creating endpoint %s with %s", request.endpoint_name, config_name)
-        elif current["EndpointConfigName"] == config_name:
+        if current is not None and self.serves(current, request, model_name, capture_uri):
+            config_name = str(current["EndpointConfigName"])
             log.info("Endpoint %s already serves %s", request.endpoint_name, config_name)
         else:
-            alarms = self.update(request, current, config_name)
-        final = self.wait_in_service(request.endpoint_name, config_name)
+            count = fleet_size(request, current)
+            config_name = self.ensure_endpoint_config(request, model_name, capture_uri, count)
+            try:
+                if current is None:
+                    self._call(
+                        self.sagemaker,
+                        "CreateEndpoint",
+                        "create_endpoint",
+                        EndpointName=request.endpoint_name,
+                        EndpointConfigName=config_name,
+                        Tags=self.resource_tags(request.model_version_arn),
+                    )
+                    log.info("Creating endpoint %s with %s", request.endpoint_name, config_name)
+                else:
+                    alarms = self.update(request, current, config_name)
+            except Exception:
+                self.restore_autoscaling(request)
+                raise
+        try:
+            final = self.wait_in_service(request.endpoint_name, config_name)
+        except Exception:
+            # A rolled-back update leaves the old fleet InService: it must scale as before.
+            self.restore_autoscaling(request)
+            raise
         policy_arn = self.autoscale(request)
         return Endpoint(
             name=request.endpoint_name,
@@ -146,16 +162,29 @@ class EndpointDeployer:
         """Refuse, before any call, a bake time the endpoint timeout cannot wait through."""
         bake = self.settings.blue_green_bake_seconds
         timeout = self.settings.endpoint_timeout_seconds
-        if bake >= timeout:
-            raise DeploymentError(
-                f"SKINLESION_BLUE_GREEN_BAKE_SECONDS ({bake}) must be shorter than "
-                f"SKINLESION_ENDPOINT_TIMEOUT_SECONDS ({timeout}): the deploy step waits through "
-                "the bake and would give up first. Raise the timeout or shorten the bake."
+        waits = self.settings.traffic_shift_waits
+        shift = waits * self.settings.traffic_shift_wait_seconds
+        total = bake + shift
+        if waits:
+            spelled = (
+                f"SKINLESION_BLUE_GREEN_BAKE_SECONDS ({bake}) plus the {self.settings.traffic_shift} "
+                f"shift's {waits} x SKINLESION_TRAFFIC_SHIFT_WAIT_SECONDS "
+                f"({self.settings.traffic_shift_wait_seconds}) = {total} s"
             )
-        if bake > 28800 - 600:
+            fix = "Raise the timeout, or shorten the bake, the wait or the number of steps."
+        else:
+            spelled = f"SKINLESION_BLUE_GREEN_BAKE_SECONDS ({bake})"
+            fix = "Raise the timeout or shorten the bake."
+        if total >= timeout:
             raise DeploymentError(
-                f"SKINLESION_BLUE_GREEN_BAKE_SECONDS ({bake}) leaves no room in SageMaker's "
-                "MaximumExecutionTimeoutInSeconds (at most 28800 s): at most 28200."
+                f"{spelled} must be shorter than SKINLESION_ENDPOINT_TIMEOUT_SECONDS ({timeout}): "
+                f"the deploy step waits through the bake and would give up first. {fix}"
+            )
+        if total > MAX_EXECUTION_SECONDS - 600:
+            raise DeploymentError(
+                f"{spelled} leaves no room in SageMaker's MaximumExecutionTimeoutInSeconds "
+                f"(at most {MAX_EXECUTION_SECONDS} s, and it must exceed the waits): at most "
+                f"{MAX_EXECUTION_SECONDS - 600}."
             )
 
     def model_name(self, endpoint_name: str, package: Mapping[str, Any]) -> str:
@@ -195,13 +224,19 @@ class EndpointDeployer:
         return name
 
     def endpoint_config_request(
-        self, request: DeployRequest, model_name: str, capture_uri: str
+        self,
+        request: DeployRequest,
+        model_name: str,
+        capture_uri: str,
+        instance_count: int | None = None,
     ) -> dict[str, Any]:
-        """The CreateEndpointConfig request; its name hashes its content, so it is reused."""
+        """The CreateEndpointConfig request; its name hashes what it serves and ends in the fleet
+        size (``-n<count>``), so the same content is reused and recognised at any size."""
+        count = request.min_instances if instance_count is None else instance_count
         variant = {
             "VariantName": VARIANT,
             "ModelName": model_name,
-            "InitialInstanceCount": request.min_instances,
+            "InitialInstanceCount": count,
             "InstanceType": request.instance_type,
             "InitialVariantWeight": 1.0,
         }
@@ -226,19 +261,41 @@ class EndpointDeployer:
                 )
             else:
                 params["KmsKeyId"] = self.settings.kms_key_arn
-        fingerprint = digest(json.dumps(params, sort_keys=True), chars=8)
+        # The fleet size is left out of the hash: autoscaling changes it, the content stays.
+        unsized = json.loads(json.dumps(params))
+        del unsized["ProductionVariants"][0]["InitialInstanceCount"]
+        fingerprint = digest(json.dumps(unsized, sort_keys=True), chars=8)
         params = {
-            "EndpointConfigName": resource_name(request.endpoint_name, fingerprint),
+            "EndpointConfigName": resource_name(request.endpoint_name, fingerprint, f"n{count}"),
             **params,
             "Tags": self.resource_tags(request.model_version_arn),
         }
         return params
 
+    def serves(
+        self,
+        current: Mapping[str, Any],
+        request: DeployRequest,
+        model_name: str,
+        capture_uri: str,
+    ) -> bool:
+        """Whether the endpoint's config is the one this request asks for, at whatever size."""
+        name = str(current.get("EndpointConfigName", ""))
+        size = name.rpartition("-")[2]
+        if not (size.startswith("n") and size[1:].isdigit()):
+            return False
+        wanted = self.endpoint_config_request(request, model_name, capture_uri, int(size[1:]))
+        return name == wanted["EndpointConfigName"]
+
     def ensure_endpoint_config(
-        self, request: DeployRequest, model_name: str, capture_uri: str
+        self,
+        request: DeployRequest,
+        model_name: str,
+        capture_uri: str,
+        instance_count: int | None = None,
     ) -> str:
         """Create the endpoint config unless one with the same content exists."""
-        params = self.endpoint_config_request(request, model_name, capture_uri)
+        params = self.endpoint_config_request(request, model_name, capture_uri, instance_count)
         name = str(params["EndpointConfigName"])
         if not self._exists(self.sagemaker.describe_endpoint_config, EndpointConfigName=name):
             self._call(self.sagemaker, "CreateEndpointConfig", "create_endpoint_config", **params)
@@ -248,13 +305,14 @@ class EndpointDeployer:
     def update_request(
         self, endpoint_name: str, config_name: str, alarms: list[str]
     ) -> dict[str, Any]:
-        """The UpdateEndpoint request: blue/green, all at once, baked while the alarms watch."""
+        """The UpdateEndpoint request: blue/green (all at once, canary or linear as the settings
+        say), baked while the alarms watch."""
         deployment: dict[str, Any] = {
             "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+                "TrafficRoutingConfiguration": traffic_routing(self.settings),
                 "TerminationWaitInSeconds": self.settings.blue_green_bake_seconds,
                 "MaximumExecutionTimeoutInSeconds": max(
-                    600, min(28800, self.settings.endpoint_timeout_seconds)
+                    600, min(MAX_EXECUTION_SECONDS, self.settings.endpoint_timeout_seconds)
                 ),
             }
         }
@@ -402,6 +460,30 @@ class EndpointDeployer:
         )
         return str(response.get("PolicyARN", ""))
 
+    def restore_autoscaling(self, request: DeployRequest) -> None:
+        """After a failed or rolled-back deploy: scale the endpoint again if it is InService.
+
+        Called while an error propagates, so its own failure is logged, never raised over it.
+        """
+        try:
+            description = self.describe_endpoint(request.endpoint_name)
+            if description is None or description["EndpointStatus"] != "InService":
+                log.warning(
+                    "Endpoint %s is %s: auto scaling not restored; run the deploy again once "
+                    "it is InService",
+                    request.endpoint_name,
+                    "gone" if description is None else description["EndpointStatus"],
+                )
+                return
+            self.autoscale(request)
+            log.info(
+                "Endpoint %s serves %s: auto scaling restored",
+                request.endpoint_name,
+                description["EndpointConfigName"],
+            )
+        except Exception:
+            log.exception("Could not restore auto scaling of endpoint %s", request.endpoint_name)
+
     def scaling_policy_request(self, request: DeployRequest) -> dict[str, Any]:
         """The PutScalingPolicy request of an endpoint."""
         return {
@@ -483,6 +565,43 @@ class EndpointDeployer:
             {"Key": "skinlesion:prefix", "Value": self.settings.name_prefix},
             {"Key": "skinlesion:model-package", "Value": model_version_arn[:256]},
         ]
+
+
+def fleet_size(request: DeployRequest, current: Mapping[str, Any] | None) -> int:
+    """The new fleet's InitialInstanceCount: the running variant's CurrentInstanceCount, so an
+    update does not shrink an endpoint that autoscaling scaled out, clamped to min..max."""
+    counts = [
+        int(v["CurrentInstanceCount"])
+        for v in (current or {}).get("ProductionVariants", [])
+        if v.get("VariantName") == VARIANT and v.get("CurrentInstanceCount") is not None
+    ]
+    if not counts:
+        return request.min_instances
+    return max(request.min_instances, min(request.max_instances, counts[0]))
+
+
+def traffic_routing(settings: Settings) -> dict[str, Any]:
+    """BlueGreenUpdatePolicy.TrafficRoutingConfiguration of the ``traffic_shift`` setting.
+
+    SageMaker's "Blue/Green deployments" guide: ALL_AT_ONCE shifts every request at once; CANARY
+    sends CanarySize of the new fleet traffic first and waits WaitIntervalInSeconds with the
+    alarms watching; LINEAR turns LinearStepSize on per step, waiting between steps. A tripped
+    alarm in any wait rolls everything back to the old fleet.
+    """
+    wait = settings.traffic_shift_wait_seconds
+    if settings.traffic_shift == "canary":
+        return {
+            "Type": "CANARY",
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": settings.canary_size_percent},
+            "WaitIntervalInSeconds": wait,
+        }
+    if settings.traffic_shift == "linear":
+        return {
+            "Type": "LINEAR",
+            "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": settings.linear_step_percent},
+            "WaitIntervalInSeconds": wait,
+        }
+    return {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0}
 
 
 def check_deploy_request(request: DeployRequest) -> None:
