@@ -143,6 +143,7 @@ class LocalBackend(Backend):
             hyperparameters=request.config.to_hyperparameters(),
             channels={"train": storage.local_path(request.dataset_uri)},
             checkpoint_dir=checkpoints,
+            processes=request.config.instance_count,
         )
         # SageMaker tars SM_MODEL_DIR into model.tar.gz; do the same with the same code path.
         archive = artifacts.pack_model(

@@ -27,6 +27,10 @@ from skinlesion.training import METRIC_DEFINITIONS
 PYTHON = "python"
 PREPROCESS_MODULE = "skinlesion.jobs.preprocess"
 TRAIN_MODULE = "skinlesion.jobs.train"
+# The training image's launcher (containers/training/train.py, installed as /usr/local/bin/train)
+# under tini: it reads resourceconfig.json and starts torchrun across the hosts (or the job
+# module directly on one CPU/GPU), so a multi-instance job trains one model, not one per host.
+TRAIN_ENTRYPOINT = ["tini", "--", "train"]
 EVALUATE_MODULE = "skinlesion.jobs.evaluate"
 BASELINE_MODULE = "skinlesion.jobs.baseline"
 MONITOR_MODULE = "skinlesion.jobs.monitor"
@@ -292,7 +296,7 @@ def training_job_request(
     ``<output_path>/<job>/output/model.tar.gz``; checkpoints sync with ``checkpoint_uri``."""
     resources: dict[str, Any] = {
         "InstanceType": settings.training_instance_type,
-        "InstanceCount": 1,
+        "InstanceCount": request.config.instance_count,
         "VolumeSizeInGB": settings.training_volume_size_gb,
     }
     output: dict[str, Any] = {"S3OutputPath": output_path}
@@ -308,7 +312,7 @@ def training_job_request(
         "AlgorithmSpecification": {
             "TrainingImage": settings.training_image_uri,
             "TrainingInputMode": "File",
-            "ContainerEntrypoint": [PYTHON, "-m", TRAIN_MODULE],
+            "ContainerEntrypoint": list(TRAIN_ENTRYPOINT),
             "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
             "EnableSageMakerMetricsTimeSeries": True,
         },
