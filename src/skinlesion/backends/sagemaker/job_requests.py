@@ -13,12 +13,14 @@ from typing import Any
 
 from skinlesion.backends.base import (
     BaselineRequest,
+    BatchScoreRequest,
     EvaluateRequest,
     MonitorRequest,
     PreprocessRequest,
     TrainRequest,
 )
 from skinlesion.backends.sagemaker.instance_storage import volume_kms_key
+from skinlesion.batch import IMAGE_CONTENT_TYPE
 from skinlesion.capture import format_inference_time
 from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT
 from skinlesion.settings import Settings
@@ -343,3 +345,48 @@ def training_job_request(
     }
     training["Tags"] = job_tags(settings, context)
     return training
+
+
+def transform_job_request(
+    settings: Settings,
+    request: BatchScoreRequest,
+    *,
+    job_name: str,
+    model_name: str,
+    images_uri: str,
+    output_uri: str,
+    context: JobContext,
+) -> dict[str, Any]:
+    """CreateTransformJob: each image of ``images_uri`` alone (SplitType None, SingleRecord) to the
+    inference container's /invocations as image/jpeg; each answer to ``<output>/<image>.out``."""
+    resources: dict[str, Any] = {
+        "InstanceType": request.instance_type,
+        "InstanceCount": request.instance_count,
+    }
+    resources.update(volume_kms_key(request.instance_type, settings.kms_key_arn))
+    output: dict[str, Any] = {
+        "S3OutputPath": output_uri,
+        "Accept": "application/json",
+        "AssembleWith": "None",
+    }
+    if settings.kms_key_arn:
+        output["KmsKeyId"] = settings.kms_key_arn
+    transform: dict[str, Any] = {
+        "TransformJobName": job_name,
+        "ModelName": model_name,
+        "BatchStrategy": "SingleRecord",
+        # A real-time endpoint's body limit (the app's max_body_bytes): one image per request.
+        "MaxPayloadInMB": 6,
+        "ModelClientConfig": {"InvocationsTimeoutInSeconds": 60, "InvocationsMaxRetries": 1},
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": images_uri}},
+            "ContentType": IMAGE_CONTENT_TYPE,
+            "CompressionType": "None",
+            "SplitType": "None",
+        },
+        "TransformOutput": output,
+        "TransformResources": resources,
+        "Environment": dict(JOB_ENVIRONMENT),
+        "Tags": job_tags(settings, context),
+    }
+    return transform
