@@ -87,6 +87,9 @@ def _record(artifact: ArtifactLike, result: JobResult, started: float) -> None:
         "metrics": result.metrics,
         "wall_seconds": round(time.monotonic() - started, 3),
     }
+    if "cost" in result.details:  # SageMaker jobs: instances, billable seconds, USD estimate
+        record["cost"] = result.details["cost"]
+        artifact.metadata["cost_usd"] = result.details["cost"].get("usd")
     (folder / JOB_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
     artifact.metadata["job_name"] = result.job_name
 

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.evaluation.conftest import fitted_model_dir  # noqa: F401  (the tiny fitted model)
 
 from skinlesion.artifacts import MODEL_ARCHIVE, pack_model
 from skinlesion.backends.base import ApprovalStatus
 from skinlesion.batch import BatchInputError, score_folder
 from skinlesion.models import Predictor
 from skinlesion.serving.requests import ImageLimits, decode_image
-from tests.evaluation.conftest import fitted_model_dir  # noqa: F401  (the tiny fitted model)
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,10 @@ def images(tmp_path: Path) -> Path:
 
 
 def test_the_batch_pipeline_scores_each_image_as_the_endpoint_would(
-    tmp_path: Path, images: Path, fitted_model_dir: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    tmp_path: Path,
+    images: Path,
+    fitted_model_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
     from kfp import local
 
@@ -67,7 +70,9 @@ def test_the_batch_pipeline_scores_each_image_as_the_endpoint_would(
         assert list(line["probabilities"]) == classes
         assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
         # The predictor itself on the image as the endpoint decodes it: the same answer.
-        pixels = decode_image((images / line["image"]).read_bytes(), predictor.spec.image_size, limits)
+        pixels = decode_image(
+            (images / line["image"]).read_bytes(), predictor.spec.image_size, limits
+        )
         expected = predictor.predict_proba(pixels[None])[0]
         got = np.array([line["probabilities"][c] for c in classes])
         np.testing.assert_allclose(got, expected, atol=2e-3)
@@ -75,7 +80,9 @@ def test_the_batch_pipeline_scores_each_image_as_the_endpoint_would(
 
 
 def test_a_folder_with_a_non_jpeg_is_refused_naming_it(
-    tmp_path: Path, images: Path, fitted_model_dir: Path  # noqa: F811
+    tmp_path: Path,
+    images: Path,
+    fitted_model_dir: Path,  # noqa: F811
 ) -> None:
     shutil.copyfile(Path(__file__), images / "notes.txt")
     with pytest.raises(BatchInputError, match=r"notes.txt.*accepts only .jpg, .jpeg"):

@@ -58,6 +58,7 @@ from skinlesion.backends.sagemaker.runners import (
 )
 from skinlesion.backends.sagemaker.s3 import S3DataPlane, S3Uri, is_s3_uri, join_uri
 from skinlesion.batch import PREDICTIONS_FILE, TRANSFORM_SUFFIX, check_image_names, prediction_line
+from skinlesion.cost import PriceNotFoundError, job_cost
 from skinlesion.monitoring.files import STATISTICS_FILE as BASELINE_STATISTICS_FILE
 from skinlesion.settings import Settings
 
@@ -207,7 +208,11 @@ class SageMakerBackend(Backend):
             metrics={
                 k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))
             },
-            details={**self._job_details(state, "processing-jobs"), **details},
+            details={
+                **self._job_details(state, "processing-jobs"),
+                "cost": self._processing_cost(state),
+                **details,
+            },
         )
 
     def preprocess(self, request: PreprocessRequest) -> JobResult:
@@ -372,6 +377,14 @@ class SageMakerBackend(Backend):
         billable_seconds = description.get("BillableTimeInSeconds")
         if training_seconds and billable_seconds is not None:
             details["spot_savings"] = round(1 - billable_seconds / training_seconds, 4)
+        resources = description.get("ResourceConfig", {})
+        details["cost"] = self._cost(
+            "training",
+            str(resources.get("InstanceType", self.settings.training_instance_type)),
+            int(resources.get("InstanceCount", 1)),
+            float(billable_seconds if billable_seconds is not None else training_seconds or 0),
+            spot_savings=float(details.get("spot_savings", 0.0)),
+        )
         details.update(
             {
                 "checkpoint_uri": checkpoint_uri,
@@ -538,6 +551,39 @@ class SageMakerBackend(Backend):
         self.deployer.delete(endpoint_name)
 
     # --- helpers --------------------------------------------------------------------------
+    def _cost(
+        self,
+        usage: str,
+        instance_type: str,
+        count: int,
+        seconds: float,
+        *,
+        spot_savings: float = 0.0,
+    ) -> dict[str, Any]:
+        """The job's cost record; an instance type missing from the price table costs the step
+        nothing but a warning (usd None): an estimate must not fail a run."""
+        try:
+            return job_cost(
+                self.settings.region, usage, instance_type, count, seconds,
+                spot_savings=spot_savings,
+            ).as_dict()  # fmt: skip
+        except PriceNotFoundError as error:
+            log.warning("No cost estimate: %s", error)
+            return {"usage": usage, "instance_type": instance_type, "instance_count": count,
+                    "billable_seconds": seconds, "usd": None, "spot_savings": spot_savings}  # fmt: skip
+
+    def _processing_cost(self, state: JobState) -> dict[str, Any]:
+        description = state.description
+        cluster = description.get("ProcessingResources", {}).get("ClusterConfig", {})
+        start, end = description.get("ProcessingStartTime"), description.get("ProcessingEndTime")
+        seconds = (end - start).total_seconds() if start and end else 0.0
+        return self._cost(
+            "processing",
+            str(cluster.get("InstanceType", self.settings.processing_instance_type)),
+            int(cluster.get("InstanceCount", 1)),
+            seconds,
+        )
+
     def _job_details(self, state: JobState, console_kind: str) -> dict[str, Any]:
         arn_key = "TrainingJobArn" if console_kind == "jobs" else "ProcessingJobArn"
         return {
