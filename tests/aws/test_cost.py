@@ -55,3 +55,24 @@ def test_a_training_job_records_its_instances_and_cost(
     assert cost["billable_seconds"] == seconds
     expected = 2 * seconds / 3600 * hourly_price("us-east-1", "training", "ml.g4dn.xlarge")
     assert cost["usd"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_monthly_estimate_counts_schedules_and_both_scales() -> None:
+    from skinlesion.cost import MonthlyAssumptions, format_table, monthly_estimate, runs_per_month
+
+    assert runs_per_month("0 0 * * * *") == 720  # hourly in a 30-day month
+    assert runs_per_month("0 30 */6 * * *") == 120
+    assert runs_per_month("0 0 3 1 * *") == 1
+    with pytest.raises(ValueError, match="six fields"):
+        runs_per_month("0 * * * *")
+    params = {"pipelines": {"training": {"instance_type": "ml.m5.large", "min_instances": 1,
+                                         "max_instances": 3}}}  # fmt: skip
+    schedules = [{"name": "drift", "pipeline": "monitoring", "cron": "0 0 * * * *"}]
+    rows = monthly_estimate(params, schedules, MonthlyAssumptions())
+    by_item = {item: usd for item, _, usd in rows}
+    hour = hourly_price("us-east-1", "inference", "ml.m5.large")
+    assert by_item["endpoint (max scale)"] == pytest.approx(3 * hour * 730)
+    assert by_item["drift"] == pytest.approx(
+        720 * 10 / 60 * hourly_price("us-east-1", "processing", "ml.m5.xlarge")
+    )
+    assert "total (max scale)" in format_table(rows)
