@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.evaluation.conftest import fitted_model_dir  # noqa: F401  (the tiny fitted model)
 
 from skinlesion.artifacts import MODEL_ARCHIVE, pack_model
 from skinlesion.backends.base import ApprovalStatus
@@ -38,7 +37,7 @@ def test_the_batch_pipeline_scores_each_image_as_the_endpoint_would(
     tmp_path: Path,
     images: Path,
     fitted_model_dir: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from kfp import local
 
@@ -82,7 +81,7 @@ def test_the_batch_pipeline_scores_each_image_as_the_endpoint_would(
 def test_a_folder_with_a_non_jpeg_is_refused_naming_it(
     tmp_path: Path,
     images: Path,
-    fitted_model_dir: Path,  # noqa: F811
+    fitted_model_dir: Path,
 ) -> None:
     shutil.copyfile(Path(__file__), images / "notes.txt")
     with pytest.raises(BatchInputError, match=r"notes.txt.*accepts only .jpg, .jpeg"):
