@@ -20,6 +20,7 @@ def train(
     tta: str,
     weight_decay: float,
     label_smoothing: float,
+    instance_count: int,
     model: Output[Model],
 ):
     """Train ``architecture`` and write model.tar.gz into the ``model`` artifact.
@@ -41,6 +42,8 @@ def train(
         tta: Test-time views the saved model averages: none, flips (4) or dihedral (8).
         weight_decay: AdamW weight decay (not on biases and normalisation parameters).
         label_smoothing: Cross-entropy label smoothing, 0 to 1.
+        instance_count: Training instances; more than one trains one model across them with
+            torchrun (batch_size is per instance).
     """
     from skinlesion import steps
 
@@ -59,5 +62,6 @@ def train(
             "tta": tta,
             "weight_decay": weight_decay,
             "label_smoothing": label_smoothing,
+            "instance_count": instance_count,
         },
     )

@@ -39,6 +39,7 @@ def training_pipeline(
     tta: str = _TRAIN.tta,
     weight_decay: float = _TRAIN.weight_decay,
     label_smoothing: float = _TRAIN.label_smoothing,
+    instance_count: int = _TRAIN.instance_count,
     threshold: float = 0.7,
     approval_margin: float = 0.0,
     model_group: str = "skinlesion",
@@ -92,6 +93,7 @@ def training_pipeline(
                 tta=tta,
                 weight_decay=weight_decay,
                 label_smoothing=label_smoothing,
+                instance_count=instance_count,
             ).set_display_name("Train"),
             cache=True,
         )

@@ -61,8 +61,17 @@ def read_cluster(
     env: Mapping[str, str], resource_config: Path, nvidia_gpus_dir: Path = Path(NVIDIA_GPUS_DIR)
 ) -> Cluster:
     """The cluster as SageMaker describes it; one host named algo-1 when there is no file."""
+    # SM_HOSTS / SM_CURRENT_HOST (the training toolkit's variables) when set; the file wins.
     hosts: tuple[str, ...] = ("algo-1",)
-    current_host = "algo-1"
+    current_host = env.get("SM_CURRENT_HOST") or "algo-1"
+    if env.get("SM_HOSTS"):
+        try:
+            hosts = tuple(json.loads(env["SM_HOSTS"]))
+        except json.JSONDecodeError:
+            raise LaunchError(
+                f"SM_HOSTS {env['SM_HOSTS']!r} is not JSON; expected a list such as "
+                '["algo-1", "algo-2"].'
+            ) from None
     interface = ""
     if resource_config.exists():
         try:
@@ -104,6 +113,7 @@ def launch_command(
     *,
     python: str = sys.executable,
     master_port: str = DEFAULT_MASTER_PORT,
+    master_addr: str = "",
 ) -> list[str]:
     """The command that trains on ``cluster``: plain python for one process, else torchrun."""
     if cluster.world_size == 1:
@@ -115,7 +125,7 @@ def launch_command(
         torchrun += [
             f"--nnodes={len(cluster.hosts)}",
             f"--node-rank={cluster.node_rank}",
-            f"--master-addr={cluster.master_host}",
+            f"--master-addr={master_addr or cluster.master_host}",
             f"--master-port={master_port}",
         ]
     return [*torchrun, "-m", JOB_MODULE, *args]
@@ -142,8 +152,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         env.get(ML_ROOT_ENV, DEFAULT_ML_ROOT), "input/config/resourceconfig.json"
     )
     cluster = read_cluster(env, resource_config)
+    # SKINLESION_MASTER_ADDR stands in for SageMaker's host names when processes on one machine
+    # play the hosts (tests/training/test_multi_instance.py); SageMaker resolves algo-N itself.
     command = launch_command(
-        cluster, args, master_port=env.get("SKINLESION_MASTER_PORT", DEFAULT_MASTER_PORT)
+        cluster,
+        args,
+        master_port=env.get("SKINLESION_MASTER_PORT", DEFAULT_MASTER_PORT),
+        master_addr=env.get("SKINLESION_MASTER_ADDR", ""),
     )
     log.info(
         "host %s of %s, %d GPU(s), world size %d: %s",

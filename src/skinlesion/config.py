@@ -100,6 +100,9 @@ class TrainConfig:
     num_workers: int = 0
     augment: bool = True
     max_steps_per_epoch: int = 0  # 0: the whole training split each epoch
+    # Training instances (ResourceConfig.InstanceCount): more than one runs torchrun across the
+    # hosts; batch_size stays per process, so the global batch grows with the instances.
+    instance_count: int = 1
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -124,6 +127,7 @@ class TrainConfig:
                 "weights. Use pretrained=auto or imagenet, or freeze_stages=0."
             )
         _positive("max_steps_per_epoch", self.max_steps_per_epoch, allow_zero=True)
+        _positive("instance_count", self.instance_count)
         if not 0 <= self.early_stopping_smoothing < 1:
             raise ConfigError(
                 f"Invalid early_stopping_smoothing {self.early_stopping_smoothing!r}: must be in "

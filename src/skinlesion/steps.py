@@ -21,6 +21,7 @@ from skinlesion.backends import get_backend
 from skinlesion.backends.base import (
     ApprovalStatus,
     Backend,
+    BatchScoreRequest,
     DeployRequest,
     EvaluateRequest,
     JobResult,
@@ -86,6 +87,9 @@ def _record(artifact: ArtifactLike, result: JobResult, started: float) -> None:
         "metrics": result.metrics,
         "wall_seconds": round(time.monotonic() - started, 3),
     }
+    if "cost" in result.details:  # SageMaker jobs: instances, billable seconds, USD estimate
+        record["cost"] = result.details["cost"]
+        artifact.metadata["cost_usd"] = result.details["cost"].get("usd")
     (folder / JOB_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
     artifact.metadata["job_name"] = result.job_name
 
@@ -268,6 +272,35 @@ def deploy(
     return endpoint.url
 
 
+def batch_score(
+    *,
+    backend: str,
+    model_version_arn: str,
+    images_uri: str,
+    predictions: ArtifactLike,
+    instance_type: str,
+    instance_count: int,
+) -> JobResult:
+    """Score the JPEGs under ``images_uri`` with a registered version into ``predictions``
+    (``predictions.jsonl``: one JSON line per image)."""
+    configure_logging()
+    be = get_backend(backend)
+    request = BatchScoreRequest(
+        model_version_arn=model_version_arn,
+        images_uri=images_uri,
+        output_uri=_location(be, predictions),
+        instance_type=instance_type,
+        instance_count=instance_count,
+        run_id=job_identity(predictions),
+        task_name="batch-score",
+    )
+    result = _run_recorded(predictions, lambda: be.batch_score(request))
+    predictions.metadata.update(
+        {"images": int(result.details.get("images", 0)), "model_version_arn": model_version_arn}
+    )
+    return result
+
+
 def stop_run_jobs(*, backend: str, run_id: str, state: str) -> list[str]:
     """The exit handler's part: unless the run succeeded, stop the jobs still running for it.
 
@@ -308,6 +341,7 @@ def record_decision(
 
 __all__ = [
     "ApprovalStatus",
+    "batch_score",
     "deploy",
     "evaluate",
     "preprocess",

@@ -32,12 +32,14 @@ from typing import Any
 import boto3
 
 from skinlesion.artifacts import MODEL_ARCHIVE, pack_model
+from skinlesion.backends.sagemaker.job_requests import TRAIN_ENTRYPOINT
 from skinlesion.contract import ML_ROOT_ENV
 
 log = logging.getLogger(__name__)
 
 PROCESSING_ROOT = "/opt/ml/processing"
 CHECKPOINTS = "/opt/ml/checkpoints"
+TRAIN_LAUNCHER = Path(__file__).resolve().parents[2] / "containers" / "training" / "train.py"
 
 
 class JobSimulator:
@@ -229,16 +231,13 @@ class JobSimulator:
                 "SM_CHECKPOINT_DIR": str(checkpoints),
             }
         )
-        entrypoint = job.algorithm_specification.get("ContainerEntrypoint") or [
-            "python",
-            "-m",
-            "train",
-        ]
+        entrypoint = job.algorithm_specification.get("ContainerEntrypoint") or TRAIN_ENTRYPOINT
+        command = [self.python, *entrypoint[1:]]
+        if entrypoint == TRAIN_ENTRYPOINT:  # the image's /usr/local/bin/train, as the image runs it
+            command = [self.python, str(TRAIN_LAUNCHER), "train"]
         started = time.monotonic()
         try:
-            lines = self._execute(
-                job.training_job_name, "TrainingJobs", [self.python, *entrypoint[1:]], env
-            )
+            lines = self._execute(job.training_job_name, "TrainingJobs", command, env)
         except JobFailed as failure:
             reason = root / "output" / "failure"
             if reason.exists():

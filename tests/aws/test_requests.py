@@ -62,7 +62,8 @@ def test_training_request_with_spot_checkpoints_kms_and_vpc(sagemaker_model: Any
         "AlgorithmSpecification": {
             "TrainingImage": TRAINING_IMAGE,
             "TrainingInputMode": "File",
-            "ContainerEntrypoint": ["python", "-m", "skinlesion.jobs.train"],
+            # The image's launcher under tini: torchrun across hosts when there are several.
+            "ContainerEntrypoint": ["tini", "--", "train"],
             "MetricDefinitions": METRIC_DEFINITIONS,
             "EnableSageMakerMetricsTimeSeries": True,
         },

@@ -101,6 +101,20 @@ class MonitorRequest:
     task_name: str = ""
 
 
+@dataclass(frozen=True)
+class BatchScoreRequest:
+    """Score every JPEG under ``images_uri`` with a registered model version."""
+
+    model_version_arn: str
+    images_uri: str  # an S3 prefix or a local folder of .jpg/.jpeg files
+    output_uri: str  # the output folder: predictions.jsonl (and, on SageMaker, the .out files)
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    job_name: str = ""
+    run_id: str = ""
+    task_name: str = ""
+
+
 class JobStatus(enum.StrEnum):
     """The primary status of a job (SageMaker's values; the local backend uses the same)."""
 
@@ -233,6 +247,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def baseline(self, request: BaselineRequest) -> JobResult:
         """Describe the model's inputs and outputs on a dataset split (the monitoring baseline)."""
+
+    @abc.abstractmethod
+    def batch_score(self, request: BatchScoreRequest) -> JobResult:
+        """Score a folder of JPEGs with a registered version: one JSON line per image in
+        ``<output>/predictions.jsonl`` (``skinlesion.batch``), as the endpoint would answer."""
 
     def monitor(self, request: MonitorRequest) -> JobResult | None:
         """Check one window of captured requests; None (and no job) when it holds no capture."""

@@ -21,6 +21,7 @@ from skinlesion.backends.base import (
     ApprovalStatus,
     Backend,
     BaselineRequest,
+    BatchScoreRequest,
     DeployRequest,
     Endpoint,
     EvaluateRequest,
@@ -143,6 +144,7 @@ class LocalBackend(Backend):
             hyperparameters=request.config.to_hyperparameters(),
             channels={"train": storage.local_path(request.dataset_uri)},
             checkpoint_dir=checkpoints,
+            processes=request.config.instance_count,
         )
         # SageMaker tars SM_MODEL_DIR into model.tar.gz; do the same with the same code path.
         archive = artifacts.pack_model(
@@ -185,6 +187,26 @@ class LocalBackend(Backend):
             args += ["--raw", str(storage.local_path(request.raw_uri))]
         job = self._processing("baseline", request.job_name, "skinlesion.jobs.baseline", args)
         return JobResult(job.name, JobStatus.COMPLETED, str(output))
+
+    def batch_score(self, request: BatchScoreRequest) -> JobResult:
+        """The serving app, in this process, over each image (``skinlesion.batch``)."""
+        from skinlesion.batch import PREDICTIONS_FILE, score_folder
+
+        version = self.registry.get(request.model_version_arn)
+        if version.approval_status is ApprovalStatus.REJECTED:
+            raise ModelNotApprovedError(
+                f"Model version {version.arn} is Rejected; batch scoring takes Approved or "
+                "PendingManualApproval versions."
+            )
+        name = job_name("batch", request.job_name)
+        output = storage.local_path(request.output_uri)
+        count = score_folder(
+            Path(version.model_data_uri),
+            storage.local_path(request.images_uri),
+            output / PREDICTIONS_FILE,
+            version.arn,
+        )
+        return JobResult(name, JobStatus.COMPLETED, str(output), details={"images": count})
 
     def capture_root(self, request: MonitorRequest) -> str:
         return request.capture_uri or self.served_model(request.endpoint_name).capture_uri

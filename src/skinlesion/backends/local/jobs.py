@@ -62,8 +62,15 @@ class LocalJobRunner:
         hyperparameters: Mapping[str, str] | None = None,
         channels: Mapping[str, Path] | None = None,
         checkpoint_dir: Path | None = None,
+        processes: int = 1,
     ) -> LocalJob:
-        """Run the job to its end; ``JobFailedError`` with its own failure reason if it fails."""
+        """Run the job to its end; ``JobFailedError`` with its own failure reason if it fails.
+
+        ``processes`` > 1 (a training job's instance count) runs the module under torchrun on this
+        machine, one process standing in for each instance (gloo on CPU).
+        """
+        if processes < 1:
+            raise ValueError(f"Invalid processes {processes}: must be >= 1.")
         ml_root = self.root / name / "opt" / "ml"
         (ml_root / "output").mkdir(parents=True, exist_ok=True)
         env = {ML_ROOT_ENV: str(ml_root)}
@@ -72,6 +79,11 @@ class LocalJobRunner:
                 self._training_environment(ml_root, hyperparameters, channels, checkpoint_dir)
             )
         command = [self.python, "-m", module, *args]
+        if processes > 1:
+            command = [
+                self.python, "-m", "torch.distributed.run", "--standalone",
+                f"--nproc-per-node={processes}", "-m", module, *args,
+            ]  # fmt: skip
         log.info("job %s: %s", name, " ".join(command))
         started = time.monotonic()
         process = subprocess.run(command, env={**os.environ, **env}, check=False)

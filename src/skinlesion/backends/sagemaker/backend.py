@@ -16,6 +16,7 @@ from skinlesion.backends.base import (
     ApprovalStatus,
     Backend,
     BaselineRequest,
+    BatchScoreRequest,
     DeployRequest,
     Endpoint,
     EvaluateRequest,
@@ -30,6 +31,7 @@ from skinlesion.backends.base import (
 from skinlesion.backends.errors import (
     EndpointNotFoundError,
     JobOutputMissingError,
+    ModelNotApprovedError,
     MonitoringSetupError,
 )
 from skinlesion.backends.sagemaker.capture_windows import capture_prefix, manifest, window_objects
@@ -42,6 +44,7 @@ from skinlesion.backends.sagemaker.job_requests import (
     monitor_job_request,
     preprocess_job_request,
     training_job_request,
+    transform_job_request,
 )
 from skinlesion.backends.sagemaker.naming import job_name
 from skinlesion.backends.sagemaker.notifications import publish_notification, put_metrics
@@ -51,8 +54,11 @@ from skinlesion.backends.sagemaker.runners import (
     JobState,
     ProcessingJobRunner,
     TrainingJobRunner,
+    TransformJobRunner,
 )
 from skinlesion.backends.sagemaker.s3 import S3DataPlane, S3Uri, is_s3_uri, join_uri
+from skinlesion.batch import PREDICTIONS_FILE, TRANSFORM_SUFFIX, check_image_names, prediction_line
+from skinlesion.cost import PriceNotFoundError, job_cost
 from skinlesion.monitoring.files import STATISTICS_FILE as BASELINE_STATISTICS_FILE
 from skinlesion.settings import Settings
 
@@ -202,7 +208,11 @@ class SageMakerBackend(Backend):
             metrics={
                 k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))
             },
-            details={**self._job_details(state, "processing-jobs"), **details},
+            details={
+                **self._job_details(state, "processing-jobs"),
+                "cost": self._processing_cost(state),
+                **details,
+            },
         )
 
     def preprocess(self, request: PreprocessRequest) -> JobResult:
@@ -367,6 +377,14 @@ class SageMakerBackend(Backend):
         billable_seconds = description.get("BillableTimeInSeconds")
         if training_seconds and billable_seconds is not None:
             details["spot_savings"] = round(1 - billable_seconds / training_seconds, 4)
+        resources = description.get("ResourceConfig", {})
+        details["cost"] = self._cost(
+            "training",
+            str(resources.get("InstanceType", self.settings.training_instance_type)),
+            int(resources.get("InstanceCount", 1)),
+            float(billable_seconds if billable_seconds is not None else training_seconds or 0),
+            spot_savings=float(details.get("spot_savings", 0.0)),
+        )
         details.update(
             {
                 "checkpoint_uri": checkpoint_uri,
@@ -381,6 +399,63 @@ class SageMakerBackend(Backend):
             remote_output_uri=archive,
             metrics=metrics,
             details=details,
+        )
+
+    def batch_score(self, request: BatchScoreRequest) -> JobResult:
+        """Batch Transform over the images with the version's Model (created from the package
+        once, as deploy does); the .out answers become ``predictions.jsonl``."""
+        self.settings.require(*REQUIRED_FOR_JOBS)
+        sagemaker = self.clients.client("sagemaker")
+        package = sagemaker.describe_model_package(ModelPackageName=request.model_version_arn)
+        status = package.get("ModelApprovalStatus", "")
+        if status == ApprovalStatus.REJECTED.value:
+            raise ModelNotApprovedError(
+                f"Model package {request.model_version_arn} is Rejected; batch scoring takes "
+                "Approved or PendingManualApproval versions."
+            )
+        name, context = self.job_name_for(
+            "batch", request.job_name, request.run_id, request.task_name
+        )
+        plane = self.data_plane
+        images_uri = plane.input_uri(request.images_uri, job_name=name, name="images")
+        images_uri = images_uri if images_uri.endswith("/") else images_uri + "/"
+        prefix = S3Uri.parse(images_uri)
+        keys = plane.list_keys(images_uri)
+        # Batch Transform would send every object; refuse a non-JPEG before paying for a job.
+        check_image_names((k[len(prefix.prefix) :] for k in keys), images_uri)
+        model_name = self.deployer.ensure_model(f"{self.settings.name_prefix}-batch", package)
+        output_uri = plane.output_uri(request.output_uri, job_name=name, name="predictions")
+        transform_uri = join_uri(output_uri, "transform") + "/"
+        params = transform_job_request(
+            self.settings,
+            request,
+            job_name=name,
+            model_name=model_name,
+            images_uri=images_uri,
+            output_uri=transform_uri,
+            context=context,
+        )
+        state = self._runner(TransformJobRunner).run(params)
+        lines = []
+        for key in sorted(keys):
+            image = key[len(prefix.prefix) :]
+            answer = join_uri(transform_uri, image + TRANSFORM_SUFFIX)
+            lines.append(prediction_line(image, self._read_json(answer), request.model_version_arn))
+        body = "".join(json.dumps(line) + "\n" for line in lines)
+        destination = S3Uri.parse(join_uri(output_uri, PREDICTIONS_FILE))
+        plane.put_bytes(destination, body.encode())
+        log.info("Scored %d images with transform job %s", len(lines), state.name)
+        return JobResult(
+            job_name=state.name,
+            status=state.status,
+            output_uri=self._deliver(output_uri, request.output_uri),
+            remote_output_uri=output_uri,
+            details={
+                "images": len(lines),
+                "model": model_name,
+                "job_arn": str(state.description.get("TransformJobArn", "")),
+                "console_url": console_url(self.settings.region, "transform-jobs", state.name),
+            },
         )
 
     def stop_jobs(self, run_id: str) -> list[str]:
@@ -476,6 +551,39 @@ class SageMakerBackend(Backend):
         self.deployer.delete(endpoint_name)
 
     # --- helpers --------------------------------------------------------------------------
+    def _cost(
+        self,
+        usage: str,
+        instance_type: str,
+        count: int,
+        seconds: float,
+        *,
+        spot_savings: float = 0.0,
+    ) -> dict[str, Any]:
+        """The job's cost record; an instance type missing from the price table costs the step
+        nothing but a warning (usd None): an estimate must not fail a run."""
+        try:
+            return job_cost(
+                self.settings.region, usage, instance_type, count, seconds,
+                spot_savings=spot_savings,
+            ).as_dict()  # fmt: skip
+        except PriceNotFoundError as error:
+            log.warning("No cost estimate: %s", error)
+            return {"usage": usage, "instance_type": instance_type, "instance_count": count,
+                    "billable_seconds": seconds, "usd": None, "spot_savings": spot_savings}  # fmt: skip
+
+    def _processing_cost(self, state: JobState) -> dict[str, Any]:
+        description = state.description
+        cluster = description.get("ProcessingResources", {}).get("ClusterConfig", {})
+        start, end = description.get("ProcessingStartTime"), description.get("ProcessingEndTime")
+        seconds = (end - start).total_seconds() if start and end else 0.0
+        return self._cost(
+            "processing",
+            str(cluster.get("InstanceType", self.settings.processing_instance_type)),
+            int(cluster.get("InstanceCount", 1)),
+            seconds,
+        )
+
     def _job_details(self, state: JobState, console_kind: str) -> dict[str, Any]:
         arn_key = "TrainingJobArn" if console_kind == "jobs" else "ProcessingJobArn"
         return {

@@ -13,12 +13,14 @@ from typing import Any
 
 from skinlesion.backends.base import (
     BaselineRequest,
+    BatchScoreRequest,
     EvaluateRequest,
     MonitorRequest,
     PreprocessRequest,
     TrainRequest,
 )
 from skinlesion.backends.sagemaker.instance_storage import volume_kms_key
+from skinlesion.batch import IMAGE_CONTENT_TYPE
 from skinlesion.capture import format_inference_time
 from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT
 from skinlesion.settings import Settings
@@ -27,6 +29,10 @@ from skinlesion.training import METRIC_DEFINITIONS
 PYTHON = "python"
 PREPROCESS_MODULE = "skinlesion.jobs.preprocess"
 TRAIN_MODULE = "skinlesion.jobs.train"
+# The training image's launcher (containers/training/train.py, installed as /usr/local/bin/train)
+# under tini: it reads resourceconfig.json and starts torchrun across the hosts (or the job
+# module directly on one CPU/GPU), so a multi-instance job trains one model, not one per host.
+TRAIN_ENTRYPOINT = ["tini", "--", "train"]
 EVALUATE_MODULE = "skinlesion.jobs.evaluate"
 BASELINE_MODULE = "skinlesion.jobs.baseline"
 MONITOR_MODULE = "skinlesion.jobs.monitor"
@@ -292,7 +298,7 @@ def training_job_request(
     ``<output_path>/<job>/output/model.tar.gz``; checkpoints sync with ``checkpoint_uri``."""
     resources: dict[str, Any] = {
         "InstanceType": settings.training_instance_type,
-        "InstanceCount": 1,
+        "InstanceCount": request.config.instance_count,
         "VolumeSizeInGB": settings.training_volume_size_gb,
     }
     output: dict[str, Any] = {"S3OutputPath": output_path}
@@ -308,7 +314,7 @@ def training_job_request(
         "AlgorithmSpecification": {
             "TrainingImage": settings.training_image_uri,
             "TrainingInputMode": "File",
-            "ContainerEntrypoint": [PYTHON, "-m", TRAIN_MODULE],
+            "ContainerEntrypoint": list(TRAIN_ENTRYPOINT),
             "MetricDefinitions": [dict(d) for d in METRIC_DEFINITIONS],
             "EnableSageMakerMetricsTimeSeries": True,
         },
@@ -339,3 +345,48 @@ def training_job_request(
     }
     training["Tags"] = job_tags(settings, context)
     return training
+
+
+def transform_job_request(
+    settings: Settings,
+    request: BatchScoreRequest,
+    *,
+    job_name: str,
+    model_name: str,
+    images_uri: str,
+    output_uri: str,
+    context: JobContext,
+) -> dict[str, Any]:
+    """CreateTransformJob: each image of ``images_uri`` alone (SplitType None, SingleRecord) to the
+    inference container's /invocations as image/jpeg; each answer to ``<output>/<image>.out``."""
+    resources: dict[str, Any] = {
+        "InstanceType": request.instance_type,
+        "InstanceCount": request.instance_count,
+    }
+    resources.update(volume_kms_key(request.instance_type, settings.kms_key_arn))
+    output: dict[str, Any] = {
+        "S3OutputPath": output_uri,
+        "Accept": "application/json",
+        "AssembleWith": "None",
+    }
+    if settings.kms_key_arn:
+        output["KmsKeyId"] = settings.kms_key_arn
+    transform: dict[str, Any] = {
+        "TransformJobName": job_name,
+        "ModelName": model_name,
+        "BatchStrategy": "SingleRecord",
+        # A real-time endpoint's body limit (the app's max_body_bytes): one image per request.
+        "MaxPayloadInMB": 6,
+        "ModelClientConfig": {"InvocationsTimeoutInSeconds": 60, "InvocationsMaxRetries": 1},
+        "TransformInput": {
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": images_uri}},
+            "ContentType": IMAGE_CONTENT_TYPE,
+            "CompressionType": "None",
+            "SplitType": "None",
+        },
+        "TransformOutput": output,
+        "TransformResources": resources,
+        "Environment": dict(JOB_ENVIRONMENT),
+        "Tags": job_tags(settings, context),
+    }
+    return transform

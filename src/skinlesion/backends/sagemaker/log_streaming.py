@@ -20,6 +20,7 @@ job_log = logging.getLogger("skinlesion.sagemaker.job")
 
 PROCESSING_LOG_GROUP = "/aws/sagemaker/ProcessingJobs"
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TRANSFORM_LOG_GROUP = "/aws/sagemaker/TransformJobs"
 
 LogSink = Callable[[str, str], None]
 

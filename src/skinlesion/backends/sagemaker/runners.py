@@ -33,6 +33,7 @@ from skinlesion.backends.sagemaker.errors import (
 from skinlesion.backends.sagemaker.log_streaming import (
     PROCESSING_LOG_GROUP,
     TRAINING_LOG_GROUP,
+    TRANSFORM_LOG_GROUP,
     LogSink,
     LogStreamer,
     log_line,
@@ -340,6 +341,35 @@ class TrainingJobRunner(JobRunner):
             name=name,
             status=JobStatus(description["TrainingJobStatus"]),
             secondary_status=description.get("SecondaryStatus", ""),
+            failure_reason=description.get("FailureReason", ""),
+            description=description,
+        )
+
+
+class TransformJobRunner(JobRunner):
+    """CreateTransformJob / DescribeTransformJob / StopTransformJob (Batch Transform)."""
+
+    kind = "transform job"
+    name_field = "TransformJobName"
+    create_operation = "CreateTransformJob"
+    log_group = TRANSFORM_LOG_GROUP
+
+    def _create(self, request: Mapping[str, Any]) -> None:
+        self.sagemaker.create_transform_job(**request)
+
+    def _describe(self, name: str) -> Mapping[str, Any]:
+        description: Mapping[str, Any] = self.sagemaker.describe_transform_job(
+            TransformJobName=name
+        )
+        return description
+
+    def _stop(self, name: str) -> None:
+        self.sagemaker.stop_transform_job(TransformJobName=name)
+
+    def _state(self, name: str, description: Mapping[str, Any]) -> JobState:
+        return JobState(
+            name=name,
+            status=JobStatus(description["TransformJobStatus"]),
             failure_reason=description.get("FailureReason", ""),
             description=description,
         )

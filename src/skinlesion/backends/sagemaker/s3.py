@@ -115,6 +115,12 @@ class S3DataPlane:
             **self._extra_args(),
         )
 
+    def put_bytes(self, destination: S3Uri, body: bytes) -> None:
+        """Write ``body`` at ``destination`` (KMS-encrypted when a key is set)."""
+        self.s3.put_object(
+            Bucket=destination.bucket, Key=destination.key, Body=body, **self._extra_args()
+        )
+
     def _extra_args(self) -> dict[str, str]:
         if not self.kms_key_id:
             return {}
