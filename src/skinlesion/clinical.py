@@ -294,3 +294,65 @@ def image_check(image: np.ndarray) -> str | None:
     if clipped > SATURATED_SHARE:
         return f"saturated frame: {clipped:.0%} of pixels clipped (> {SATURATED_SHARE:.0%})"
     return None
+
+
+# Skin-tone bands of the individual typology angle (Chardon et al. 1991; Del Bino et al. 2013).
+SKIN_TONE_BANDS: tuple[tuple[str, float], ...] = (
+    ("very light", 55.0),  # ITA > 55
+    ("light", 41.0),  # 41 < ITA <= 55
+    ("intermediate", 28.0),
+    ("tan", 10.0),
+    ("brown", -30.0),
+    ("dark", -math.inf),  # ITA <= -30
+)
+RING_SHARE = 0.12  # the outer band of the frame, as a share of its side: skin, not lesion
+VIGNETTE_L = 12.0  # L* below this is the dermatoscope's black vignette, not skin
+
+
+def rgb_to_lab(image: np.ndarray) -> np.ndarray:
+    """sRGB uint8 (..., 3) -> CIELAB (D65 white), float64 (..., 3)."""
+    rgb = np.asarray(image, dtype=np.float64) / 255.0
+    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    matrix = np.array(
+        [[0.4124564, 0.3575761, 0.1804375],
+         [0.2126729, 0.7151522, 0.0721750],
+         [0.0193339, 0.1191920, 0.9503041]]
+    )  # fmt: skip
+    xyz = linear @ matrix.T / np.array([0.95047, 1.0, 1.08883])
+    delta = 6.0 / 29.0
+    f = np.where(xyz > delta**3, np.cbrt(xyz), xyz / (3 * delta**2) + 4.0 / 29.0)
+    lightness = 116.0 * f[..., 1] - 16.0
+    a = 500.0 * (f[..., 0] - f[..., 1])
+    b = 200.0 * (f[..., 1] - f[..., 2])
+    return np.stack([lightness, a, b], axis=-1)
+
+
+def ita_degrees(image: np.ndarray) -> float:
+    """Individual typology angle of the skin around the lesion: the frame's outer ring.
+
+    ``arctan((L* - 50) / b*) * 180 / pi`` on the medians of L* and b* over the ring's pixels,
+    the vignette's black pixels left out. NaN when the ring holds no usable pixel.
+    """
+    lab = rgb_to_lab(np.asarray(image)[..., :3])
+    height, width = lab.shape[:2]
+    ring = max(1, round(RING_SHARE * min(height, width)))
+    mask = np.zeros((height, width), dtype=bool)
+    mask[:ring], mask[-ring:], mask[:, :ring], mask[:, -ring:] = True, True, True, True
+    pixels = lab[mask]
+    pixels = pixels[pixels[:, 0] >= VIGNETTE_L]
+    if len(pixels) == 0:
+        return math.nan
+    lightness, b = float(np.median(pixels[:, 0])), float(np.median(pixels[:, 2]))
+    return math.degrees(math.atan2(lightness - 50.0, b)) if b > 0 else (
+        90.0 if lightness >= 50 else -90.0
+    )
+
+
+def skin_tone_band(ita: float) -> str:
+    """The band name of an ITA in degrees ("unknown" for NaN)."""
+    if not math.isfinite(ita):
+        return "unknown"
+    for name, lower in SKIN_TONE_BANDS:
+        if ita > lower:
+            return name
+    return SKIN_TONE_BANDS[-1][0]

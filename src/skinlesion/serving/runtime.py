@@ -75,7 +75,7 @@ def _serving_graph(predictor: Predictor) -> torch.nn.Module:
             logits, features = self.network.forward_with_features(x)
             probabilities = torch.softmax(logits.float() / temperature, dim=1)
             if self.ood is None:
-                score = torch.zeros_like(probabilities[:, :1])
+                score = probabilities[:, :1] * 0.0  # zeros, batch size kept dynamic
             else:
                 score = self.ood(features.float()).unsqueeze(1)
             return torch.cat([probabilities, score], dim=1)
