@@ -66,7 +66,9 @@ def malignancy_score(
     return np.asarray(probabilities, dtype=np.float64)[:, columns].sum(axis=1)
 
 
-def is_malignant(labels: np.ndarray, classes: Sequence[str], malignant: Sequence[str]) -> np.ndarray:
+def is_malignant(
+    labels: np.ndarray, classes: Sequence[str], malignant: Sequence[str]
+) -> np.ndarray:
     """Boolean per row: the true class is one of ``malignant``."""
     codes = [list(classes).index(c) for c in malignant]
     return np.isin(np.asarray(labels), codes)
@@ -136,12 +138,15 @@ class OperatingPoint:
         """JSON-ready (NaN becomes None)."""
         out = asdict(self)
         out["malignant_classes"] = list(self.malignant_classes)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in out.items()
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> OperatingPoint:
         """Read what ``to_dict`` wrote."""
-        values = {k: (math.nan if v is None else v) for k, v in raw.items()}
+        values: dict[str, Any] = {k: (math.nan if v is None else v) for k, v in raw.items()}
         values["malignant_classes"] = tuple(raw["malignant_classes"])
         return cls(**values)
 
@@ -169,7 +174,7 @@ def fit_operating_point(
         malignant_classes=malignant,
         threshold=threshold,
         target="sensitivity" if target_sensitivity is not None else "specificity",
-        target_value=float(target_sensitivity if target_sensitivity is not None else target_specificity),  # type: ignore[arg-type]
+        target_value=float(target_sensitivity or target_specificity or 0.0),
         val_sensitivity=sensitivity,
         val_specificity=specificity,
         val_referred=referred,
@@ -215,14 +220,14 @@ class OodStats:
         """Mahalanobis distance of each row of ``features`` to the nearest class mean."""
         z = np.asarray(features, dtype=np.float64) @ self.whitening.astype(np.float64)
         centres = self.means.astype(np.float64) @ self.whitening.astype(np.float64)
-        squared = (
-            (z**2).sum(axis=1, keepdims=True) - 2.0 * z @ centres.T + (centres**2).sum(axis=1)
-        )
+        squared = (z**2).sum(axis=1, keepdims=True) - 2.0 * z @ centres.T + (centres**2).sum(axis=1)
         return np.sqrt(np.clip(squared.min(axis=1), 0.0, None))
 
     def save(self, path: Path) -> None:
         """Write the arrays to ``path`` (npz); the threshold lives in model.json."""
-        np.savez(path, means=self.means.astype(np.float32), whitening=self.whitening.astype(np.float32))
+        np.savez(
+            path, means=self.means.astype(np.float32), whitening=self.whitening.astype(np.float32)
+        )
 
     @classmethod
     def load(cls, path: Path, threshold: float, percentile: float) -> OodStats:
@@ -244,6 +249,10 @@ class OodStats:
                 self.register_buffer("whitening", w)
                 self.register_buffer("centres", centres)
                 self.register_buffer("centre_norms", (centres**2).sum(dim=1))
+
+            whitening: torch.Tensor
+            centres: torch.Tensor
+            centre_norms: torch.Tensor
 
             def forward(self, features: torch.Tensor) -> torch.Tensor:
                 z = features.float() @ self.whitening
@@ -343,8 +352,10 @@ def ita_degrees(image: np.ndarray) -> float:
     if len(pixels) == 0:
         return math.nan
     lightness, b = float(np.median(pixels[:, 0])), float(np.median(pixels[:, 2]))
-    return math.degrees(math.atan2(lightness - 50.0, b)) if b > 0 else (
-        90.0 if lightness >= 50 else -90.0
+    return (
+        math.degrees(math.atan2(lightness - 50.0, b))
+        if b > 0
+        else (90.0 if lightness >= 50 else -90.0)
     )
 
 

@@ -186,9 +186,7 @@ def reliability_png_of(bins: Any, ece: float, label: str = "") -> str:
     axes.set_ylim(0, 1)
     axes.set_xlabel("Top-label confidence")
     axes.set_ylabel("Accuracy")
-    axes.set_title(
-        f"Reliability diagram{label} ({len(counts)} bins, ECE {_plot_number(ece)})"
-    )
+    axes.set_title(f"Reliability diagram{label} ({len(counts)} bins, ECE {_plot_number(ece)})")
     axes.legend(loc="upper left", fontsize=8)
     return html_report.figure_png(figure)
 
@@ -379,7 +377,10 @@ def _clinical_sections(clinical: Mapping[str, Any]) -> list[str]:
                 "Chosen on validation for",
                 f"{point['target']} {html_report.format_value(point['target_value'], 2)}",
             ),
-            ("Malignant sensitivity at the threshold", _interval(test.get("malignant_sensitivity"))),
+            (
+                "Malignant sensitivity at the threshold",
+                _interval(test.get("malignant_sensitivity")),
+            ),
             ("Specificity at the threshold", _interval(test.get("malignant_specificity"))),
             ("Share of images referred", _interval(test.get("referred_share"))),
             (
@@ -406,9 +407,7 @@ def _clinical_sections(clinical: Mapping[str, Any]) -> list[str]:
             html_report.section(
                 "operating-point",
                 "Operating point (referral), with 95% bootstrap intervals",
-                html_report.table(
-                    [[html_report.escape(k), v] for k, v in rows], row_headers=True
-                ),
+                html_report.table([[html_report.escape(k), v] for k, v in rows], row_headers=True),
             )
         )
     calibration = clinical.get("calibration")
@@ -508,10 +507,7 @@ def _clinical_sections(clinical: Mapping[str, Any]) -> list[str]:
                 "ood",
                 "Out-of-distribution refusal",
                 html_report.table(
-                    [
-                        [html_report.escape(k), html_report.format_value(v)]
-                        for k, v in ood.items()
-                    ],
+                    [[html_report.escape(k), html_report.format_value(v)] for k, v in ood.items()],
                     row_headers=True,
                 ),
             )

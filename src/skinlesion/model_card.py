@@ -117,9 +117,11 @@ def render_markdown(
         lines.append(f"| {band} | {count} | {tones.get('test', {}).get(band, 0)} |")
     sites = clinical.get("subgroups", {}).get("anatom_site", [])
     if sites:
-        lines += ["", "Anatomic sites of the test images: " + ", ".join(
-            f"{r['group']} {r['n']}" for r in sites
-        )]
+        lines += [
+            "",
+            "Anatomic sites of the test images: "
+            + ", ".join(f"{r['group']} {r['n']}" for r in sites),
+        ]
     lines += [
         "",
         f"## Metrics (on the {split} split, {metrics.get(f'n_{split}', '?')} images)",
@@ -193,7 +195,7 @@ def write_model_card(
     md_path = output_dir / MODEL_CARD_MARKDOWN
     md_path.write_text(markdown, encoding="utf-8")
     html_path = output_dir / MODEL_CARD_HTML
-    body = f"<pre style=\"white-space: pre-wrap\">{html_report.escape(markdown)}</pre>"
+    body = f'<pre style="white-space: pre-wrap">{html_report.escape(markdown)}</pre>'
     html_path.write_text(
         html_report.page("Model card", html_report.escape(str(spec.get("version", ""))), body),
         encoding="utf-8",

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
@@ -101,9 +100,7 @@ def test_the_endpoint_refers_and_refuses(
     import base64
 
     body = {
-        "instances": [
-            {"b64": base64.b64encode(jpeg_bytes(a)).decode()} for a in [*images, blank]
-        ]
+        "instances": [{"b64": base64.b64encode(jpeg_bytes(a)).decode()} for a in [*images, blank]]
     }
     with clinical_server.client() as client:
         response = client.post("/invocations", json=body)

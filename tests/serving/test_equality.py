@@ -97,7 +97,9 @@ def test_every_runtime_computes_the_predictor(
     np.testing.assert_allclose(probabilities, predictor.predict_proba(images), atol=FP32_TOLERANCE)
     assert np.all(ood == 0.0)  # this bundle has no OOD fit
     np.testing.assert_allclose(
-        split_output(runtime(images[:1]))[0], predictor.predict_proba(images[:1]), atol=FP32_TOLERANCE
+        split_output(runtime(images[:1]))[0],
+        predictor.predict_proba(images[:1]),
+        atol=FP32_TOLERANCE,
     )
 
 

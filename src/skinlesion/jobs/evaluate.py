@@ -340,9 +340,11 @@ def clinical_evaluation(
         },
     }
     point = spec.operating_point
-    malignant = malignant_classes(
-        classes, include_ak="AK" in point.get("malignant_classes", ())
-    ) if any(c in classes for c in ("MEL", "BCC", "SCC")) else ()
+    malignant = (
+        malignant_classes(classes, include_ak="AK" in point.get("malignant_classes", ()))
+        if any(c in classes for c in ("MEL", "BCC", "SCC"))
+        else ()
+    )
     truth = np.isin(labels, [classes.index(c) for c in malignant])
     refer: np.ndarray | None = None
     if point:

@@ -67,12 +67,12 @@ def _serving_graph(predictor: Predictor) -> torch.nn.Module:
         def __init__(self, network: torch.nn.Module):
             super().__init__()
             self.network = network
-            self.ood = stats.module() if stats is not None else None
+            self.ood: torch.nn.Module | None = stats.module() if stats is not None else None
 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             x = normalize(to_unit_float(images), spec.mean, spec.std)
             x = x.contiguous(memory_format=torch.channels_last)
-            logits, features = self.network.forward_with_features(x)
+            logits, features = self.network.forward_with_features(x)  # type: ignore[operator]
             probabilities = torch.softmax(logits.float() / temperature, dim=1)
             if self.ood is None:
                 score = probabilities[:, :1] * 0.0  # zeros, batch size kept dynamic
