@@ -9,6 +9,7 @@ import json
 import tarfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from skinlesion.labels import CLASSES
 
@@ -32,6 +33,14 @@ class ModelSpec:
     # True when the training data was generated (skinlesion sample-data), not photographs:
     # the serving page warns that such a model means nothing on real lesions.
     generated_data: bool = False
+    # Fitted on the validation split after training (skinlesion.clinical): logits are divided
+    # by ``temperature``; ``operating_point`` is OperatingPoint.to_dict() (refer when the
+    # malignancy score >= its threshold), empty when none was fitted; ``ood`` holds the
+    # out-of-distribution threshold ({"method", "threshold", "percentile", "file"}), its arrays
+    # in ``ood.npz`` next to this file, empty when none was fitted.
+    temperature: float = 1.0
+    operating_point: dict[str, Any] = field(default_factory=dict)
+    ood: dict[str, Any] = field(default_factory=dict)
 
     def write(self, model_dir: Path) -> None:
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -46,6 +55,13 @@ class ModelSpec:
         raw["mean"] = tuple(raw["mean"])
         raw["std"] = tuple(raw["std"])
         raw["classes"] = tuple(raw["classes"])
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(
+                f"{path} has unknown fields {unknown}; accepted: {sorted(known)}. "
+                "Was it written by a newer skinlesion?"
+            )
         return cls(**raw)
 
 

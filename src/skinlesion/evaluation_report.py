@@ -147,7 +147,17 @@ def roc_png(result: EvaluationResult) -> str:
 
 def reliability_png(result: EvaluationResult) -> str:
     """The reliability diagram: accuracy per confidence bin against the diagonal, base64 PNG."""
-    bins = result.reliability
+    return reliability_png_of(result.reliability, result.ece)
+
+
+def reliability_png_of(bins: Any, ece: float, label: str = "") -> str:
+    """The reliability diagram of ``bins`` (ReliabilityBins or its dict), base64 PNG."""
+    if isinstance(bins, Mapping):
+        from types import SimpleNamespace
+
+        bins = SimpleNamespace(
+            **{k: [np.nan if v is None else v for v in vs] for k, vs in bins.items()}
+        )
     edges = np.asarray(bins.edges)
     centres = (edges[:-1] + edges[1:]) / 2
     width = float(edges[1] - edges[0])
@@ -176,7 +186,7 @@ def reliability_png(result: EvaluationResult) -> str:
     axes.set_ylim(0, 1)
     axes.set_xlabel("Top-label confidence")
     axes.set_ylabel("Accuracy")
-    axes.set_title(f"Reliability diagram ({len(counts)} bins, ECE {_plot_number(result.ece)})")
+    axes.set_title(f"Reliability diagram{label} ({len(counts)} bins, ECE {_plot_number(ece)})")
     axes.legend(loc="upper left", fontsize=8)
     return html_report.figure_png(figure)
 
@@ -344,6 +354,167 @@ def _settings_table(settings: Mapping[str, Any] | None, missing: str) -> str:
     return html_report.table(rows, row_headers=True, numeric=[False, False])
 
 
+def _interval(estimate: Mapping[str, Any] | None) -> str:
+    if not estimate or estimate.get("value") is None:
+        return html_report.format_value(None)
+    return html_report.escape(
+        f"{html_report.format_value(estimate['value'], 3)} "
+        f"[{html_report.format_value(estimate.get('low'), 3)}, "
+        f"{html_report.format_value(estimate.get('high'), 3)}]"
+    )
+
+
+def _clinical_sections(clinical: Mapping[str, Any]) -> list[str]:
+    """Operating point, calibration before/after, subgroups, skin tone and OOD sections."""
+    sections = []
+    point = clinical.get("operating_point")
+    if point:
+        test = point.get("test", {})
+        rows = [
+            ("Malignant classes", " + ".join(point["malignant_classes"])),
+            ("Threshold on the malignancy score", html_report.format_value(point["threshold"])),
+            (
+                "Chosen on validation for",
+                f"{point['target']} {html_report.format_value(point['target_value'], 2)}",
+            ),
+            (
+                "Malignant sensitivity at the threshold",
+                _interval(test.get("malignant_sensitivity")),
+            ),
+            ("Specificity at the threshold", _interval(test.get("malignant_specificity"))),
+            ("Share of images referred", _interval(test.get("referred_share"))),
+            (
+                "Melanoma sensitivity at 80% specificity",
+                _interval(test.get("melanoma_sensitivity_at_80_specificity")),
+            ),
+            (
+                "Melanoma sensitivity at 90% specificity",
+                _interval(test.get("melanoma_sensitivity_at_90_specificity")),
+            ),
+        ]
+        worst = clinical.get("worst_subgroup", {})
+        for key, item in worst.items():
+            rows.append(
+                (
+                    f"Worst judged subgroup, {key.replace('_', ' ')}",
+                    html_report.escape(
+                        f"{html_report.format_value(item['value'], 3)} "
+                        f"({item['attribute']} = {item['group']})"
+                    ),
+                )
+            )
+        sections.append(
+            html_report.section(
+                "operating-point",
+                "Operating point (referral), with 95% bootstrap intervals",
+                html_report.table([[html_report.escape(k), v] for k, v in rows], row_headers=True),
+            )
+        )
+    calibration = clinical.get("calibration")
+    if calibration:
+        before, after = calibration["before"], calibration["after"]
+        sections.append(
+            html_report.section(
+                "calibration",
+                f"Calibration: temperature {html_report.format_value(clinical['temperature'], 3)}",
+                '<div class="plots">'
+                + html_report.figure(
+                    reliability_png_of(before["bins"], before["ece"], " before scaling"),
+                    "Before temperature scaling",
+                    figure_id="reliability-before",
+                )
+                + html_report.figure(
+                    reliability_png_of(after["bins"], after["ece"], " after scaling"),
+                    "After temperature scaling",
+                    figure_id="reliability-after",
+                )
+                + "</div>",
+            )
+        )
+    subgroups = clinical.get("subgroups", {})
+    if subgroups:
+        rows_html = []
+        flags = []
+        for attribute, rows in subgroups.items():
+            for row in rows:
+                rows_html.append(
+                    [
+                        html_report.escape(attribute),
+                        html_report.escape(row["group"]),
+                        html_report.format_value(row["n"]),
+                        html_report.format_value(row["n_malignant"]),
+                        _interval(row["balanced_accuracy"]),
+                        _interval(row.get("malignant_sensitivity")),
+                        "yes" if row["judged"] else "too few to judge (n &lt; 30)",
+                    ]
+                )
+                flags.append(not row["judged"])
+        sections.append(
+            html_report.section(
+                "subgroups",
+                "Subgroups (95% bootstrap intervals)",
+                html_report.table(
+                    rows_html,
+                    header=[
+                        "attribute",
+                        "group",
+                        "n",
+                        "malignant",
+                        "balanced accuracy",
+                        "malignant sensitivity",
+                        "judged",
+                    ],
+                    bad=flags,
+                ),
+            )
+        )
+    tones = clinical.get("skin_tone")
+    if tones:
+        untested = [b for b, n in tones["test"].items() if n < 30 and b != "unknown"]
+        note = (
+            "<p>Estimated from the image (individual typology angle of the frame's outer ring). "
+            + (
+                "<strong>The model has not been tested (fewer than 30 test images) on: "
+                + html_report.escape(", ".join(untested))
+                + ".</strong>"
+                if untested
+                else "Every band has at least 30 test images."
+            )
+            + "</p>"
+        )
+        sections.append(
+            html_report.section(
+                "skin-tone",
+                "Skin tone of the training and test images",
+                note
+                + html_report.table(
+                    [
+                        [
+                            html_report.escape(band),
+                            html_report.format_value(count),
+                            html_report.format_value(tones["test"].get(band, 0)),
+                        ]
+                        for band, count in tones["train"].items()
+                    ],
+                    header=["band", "training images (sampled)", "test images"],
+                ),
+            )
+        )
+    ood = clinical.get("ood")
+    if ood:
+        sections.append(
+            html_report.section(
+                "ood",
+                "Out-of-distribution refusal",
+                html_report.table(
+                    [[html_report.escape(k), html_report.format_value(v)] for k, v in ood.items()],
+                    row_headers=True,
+                ),
+            )
+        )
+    return sections
+
+
 def render_report(
     result: EvaluationResult,
     *,
@@ -354,6 +525,7 @@ def render_report(
     explained: Sequence[ExplainedMistake] = (),
     title: str = "Skin lesion classifier: evaluation",
     subtitle: str = "",
+    clinical: Mapping[str, Any] | None = None,
 ) -> str:
     """The whole report as one HTML string."""
     generated = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -383,6 +555,7 @@ def render_report(
                 "Headline metrics",
                 _headline_table(result, reference_balanced_accuracy),
             ),
+            *(_clinical_sections(clinical) if clinical else ()),
             html_report.section(
                 "per-class-metrics", "Per-class metrics", per_class_note + _per_class_table(result)
             ),

@@ -410,3 +410,146 @@ def check_against_reference(
             f"scorer's {reference_balanced_accuracy!r} by {difference:.3g}; at most {tolerance} "
             "is accepted. The metric code and the challenge's definition have diverged."
         )
+
+
+# --- Intervals and clinical figures: the operating point and subgroups ---------------------------
+
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_LEVEL = 0.95
+# A subgroup with fewer images than this gets its numbers but is marked too small to judge.
+MIN_SUBGROUP_SIZE = 30
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A figure with its percentile bootstrap interval (NaN where undefined)."""
+
+    value: float
+    low: float
+    high: float
+
+    def to_dict(self) -> dict[str, float | None]:
+        """JSON-ready: NaN becomes None."""
+        return {k: finite_or_none(v) for k, v in asdict(self).items()}
+
+
+def bootstrap(
+    statistic: Any,
+    n: int,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = BOOTSTRAP_LEVEL,
+    seed: int = 0,
+) -> Estimate:
+    """``statistic(indices)`` on all ``n`` rows, and its percentile interval over resamples.
+
+    Resamples where the statistic is undefined (NaN: e.g. no malignant row drawn) are left out
+    of the interval; when all are, the interval is NaN.
+    """
+    value = float(statistic(np.arange(n))) if n else math.nan
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    draws = np.array([statistic(rng.integers(0, n, n)) for _ in range(resamples)], dtype=float)
+    draws = draws[np.isfinite(draws)]
+    if len(draws) == 0:
+        return Estimate(value, math.nan, math.nan)
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(draws, [tail, 1.0 - tail])
+    return Estimate(value, float(low), float(high))
+
+
+def binary_rates(refer: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
+    """(sensitivity, specificity) of a yes/no decision; NaN where a side has no rows."""
+    refer, positive = np.asarray(refer, dtype=bool), np.asarray(positive, dtype=bool)
+    sensitivity = float(refer[positive].mean()) if positive.any() else math.nan
+    specificity = float((~refer[~positive]).mean()) if (~positive).any() else math.nan
+    return sensitivity, specificity
+
+
+def sensitivity_at_specificity(
+    scores: np.ndarray, positive: np.ndarray, specificity: float
+) -> float:
+    """The highest sensitivity of ``score >= t`` over thresholds whose specificity >= target."""
+    scores, positive = np.asarray(scores, dtype=float), np.asarray(positive, dtype=bool)
+    if not positive.any() or positive.all():
+        return math.nan
+    negatives = np.sort(scores[~positive])
+    needed = math.ceil(specificity * len(negatives) - 1e-9)
+    threshold = negatives[0] if needed == 0 else np.nextafter(negatives[needed - 1], np.inf)
+    return float((scores[positive] >= threshold).mean())
+
+
+def operating_point_metrics(
+    malignancy: np.ndarray,
+    malignant: np.ndarray,
+    melanoma_probability: np.ndarray | None,
+    melanoma: np.ndarray | None,
+    threshold: float,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> dict[str, Estimate]:
+    """Sensitivity, specificity and share referred at ``threshold``, and melanoma sensitivity
+    at 80% and 90% specificity, each with a bootstrap interval."""
+    refer = np.asarray(malignancy) >= threshold
+    malignant = np.asarray(malignant, dtype=bool)
+    n = len(refer)
+    out = {
+        "malignant_sensitivity": bootstrap(
+            lambda i: binary_rates(refer[i], malignant[i])[0], n, resamples=resamples
+        ),
+        "malignant_specificity": bootstrap(
+            lambda i: binary_rates(refer[i], malignant[i])[1], n, resamples=resamples
+        ),
+        "referred_share": bootstrap(lambda i: float(refer[i].mean()), n, resamples=resamples),
+    }
+    if melanoma_probability is not None and melanoma is not None:
+        scores, positive = np.asarray(melanoma_probability), np.asarray(melanoma, dtype=bool)
+        for spec in (0.8, 0.9):
+            out[f"melanoma_sensitivity_at_{round(spec * 100)}_specificity"] = bootstrap(
+                lambda i, s=spec: sensitivity_at_specificity(scores[i], positive[i], s),
+                n,
+                resamples=resamples,
+            )
+    return out
+
+
+def subgroup_metrics(
+    groups: Sequence[str],
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    refer: np.ndarray | None,
+    malignant: np.ndarray,
+    *,
+    resamples: int = 300,
+    min_size: int = MIN_SUBGROUP_SIZE,
+) -> list[dict[str, Any]]:
+    """Per group value: support, balanced accuracy and (with ``refer``) malignant sensitivity
+    and specificity at the threshold, with bootstrap intervals; ``judged`` is False below
+    ``min_size`` images. Groups in order of appearance, sorted by name."""
+    labels, probs = np.asarray(y_true), np.asarray(probabilities)
+    malignant = np.asarray(malignant, dtype=bool)
+    names = np.asarray(list(groups), dtype=object)
+    rows: list[dict[str, Any]] = []
+    for name in sorted(set(names.tolist())):
+        rows_of = np.flatnonzero(names == name)
+        y, p, m = labels[rows_of], probs[rows_of], malignant[rows_of]
+        row: dict[str, Any] = {
+            "group": name,
+            "n": len(rows_of),
+            "n_malignant": int(m.sum()),
+            "judged": len(rows_of) >= min_size,
+            "balanced_accuracy": bootstrap(
+                lambda i, y=y, p=p: balanced_accuracy(y[i], p[i]), len(y), resamples=resamples
+            ).to_dict(),
+        }
+        if refer is not None:
+            r = np.asarray(refer, dtype=bool)[rows_of]
+            row["malignant_sensitivity"] = bootstrap(
+                lambda i, r=r, m=m: binary_rates(r[i], m[i])[0], len(y), resamples=resamples
+            ).to_dict()
+            row["malignant_specificity"] = bootstrap(
+                lambda i, r=r, m=m: binary_rates(r[i], m[i])[1], len(y), resamples=resamples
+            ).to_dict()
+        rows.append(row)
+    return rows

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from skinlesion.artifacts import SPEC_FILE, WEIGHTS_FILE, ModelSpec
+from skinlesion.clinical import OOD_FILE, OodStats
 from skinlesion.config import ARCHITECTURES, PRECISIONS, PRETRAINED, TTA_VIEWS
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class LesionClassifier(nn.Module):
         # Not registered as submodules: the stages that freeze_stages() fixed, kept in eval mode.
         self._frozen: list[nn.Module] = []
         self.tta = "none"  # test-time views averaged in eval mode (see TTA_VIEWS)
+        # Fitted after training (skinlesion.clinical.fit_ood); saved as ood.npz in the bundle.
+        self.ood_stats: OodStats | None = None
 
     def stages(self) -> list[list[nn.Module]]:
         """The trunk's stages in input order: the stem, then one entry per resolution stage."""
@@ -387,6 +390,11 @@ def save_model(model: nn.Module, spec: ModelSpec, model_dir: Path) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
     torch.save(state, model_dir / WEIGHTS_FILE)
+    stats = getattr(unwrap(model), "ood_stats", None)
+    if spec.ood and stats is None:
+        raise ValueError("The spec has an OOD threshold but the model carries no OOD statistics.")
+    if stats is not None:
+        stats.save(model_dir / OOD_FILE)
     spec.write(model_dir)
     return model_dir
 
@@ -402,6 +410,15 @@ def load_model(model_dir: Path) -> tuple[LesionClassifier, ModelSpec]:
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.tta = spec.tta
+    if spec.ood:
+        path = model_dir / str(spec.ood.get("file", OOD_FILE))
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{SPEC_FILE} in {model_dir} names OOD statistics but {path.name} is missing."
+            )
+        model.ood_stats = OodStats.load(
+            path, float(spec.ood["threshold"]), float(spec.ood["percentile"])
+        )
     return model, spec
 
 
@@ -465,22 +482,37 @@ class Predictor:
         for start in range(0, len(array), batch_size):
             yield array[start : start + batch_size]
 
-    def predict_with_embeddings(
+    def logits_with_embeddings(
         self, images: np.ndarray, batch_size: int = 64
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Probabilities (N, C) and penultimate features (N, D), float32, from one pass."""
-        probabilities, embeddings = [], []
+        """Raw logits (N, C), before the temperature, and penultimate features (N, D), float32."""
+        logits_out, embeddings = [], []
         with torch.inference_mode():
             for batch in self._batches(images, batch_size):
                 x = self.preprocess(batch)
                 with autocast(self.device, self.dtype):
                     logits, features = self.model.forward_with_features(x)
-                probabilities.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+                logits_out.append(logits.float().cpu().numpy())
                 embeddings.append(features.float().cpu().numpy())
-        if not probabilities:
+        if not logits_out:
             classes, dim = len(self.spec.classes), self.model.feature_dim
             return np.zeros((0, classes), np.float32), np.zeros((0, dim), np.float32)
-        return np.concatenate(probabilities), np.concatenate(embeddings)
+        return np.concatenate(logits_out), np.concatenate(embeddings)
+
+    def predict_with_embeddings(
+        self, images: np.ndarray, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Calibrated probabilities (N, C) and penultimate features (N, D), float32."""
+        logits, embeddings = self.logits_with_embeddings(images, batch_size)
+        scaled = torch.from_numpy(logits) / float(self.spec.temperature)
+        return torch.softmax(scaled, dim=1).numpy(), embeddings
+
+    def ood_scores(self, embeddings: np.ndarray) -> np.ndarray:
+        """The out-of-distribution score of each embedding (0.0 when the model has no OOD fit)."""
+        stats = self.model.ood_stats
+        if stats is None:
+            return np.zeros(len(embeddings), np.float32)
+        return stats.scores(embeddings).astype(np.float32)
 
     def predict_proba(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class probabilities (N, C) float32, columns in ``spec.classes`` order."""

@@ -13,7 +13,7 @@ import pytest
 from skinlesion.data.images import load_image
 from skinlesion.labels import CLASSES
 from skinlesion.models import Predictor, autocast_dtype
-from skinlesion.serving.runtime import build_runtime
+from skinlesion.serving.runtime import build_runtime, split_output
 
 FP32_TOLERANCE = 1e-5  # ONNX Runtime vs PyTorch, both float32
 
@@ -93,11 +93,13 @@ def test_every_runtime_computes_the_predictor(
     images = np.random.default_rng(0).integers(0, 256, (5, size, size, 3), dtype=np.uint8)
     name, runtime = build_runtime(predictor, kind, threads=1, cache_dir=tmp_path)
     assert name == kind
+    probabilities, ood = split_output(runtime(images))
+    np.testing.assert_allclose(probabilities, predictor.predict_proba(images), atol=FP32_TOLERANCE)
+    assert np.all(ood == 0.0)  # this bundle has no OOD fit
     np.testing.assert_allclose(
-        runtime(images), predictor.predict_proba(images), atol=FP32_TOLERANCE
-    )
-    np.testing.assert_allclose(
-        runtime(images[:1]), predictor.predict_proba(images[:1]), atol=FP32_TOLERANCE
+        split_output(runtime(images[:1]))[0],
+        predictor.predict_proba(images[:1]),
+        atol=FP32_TOLERANCE,
     )
 
 
@@ -120,6 +122,6 @@ def test_runtimes_average_the_test_time_views_of_a_tta_model(
     expected = predictor.predict_proba(images)
     assert np.abs(expected - plain.predict_proba(images)).max() > 1e-3  # the views matter
     _, runtime = build_runtime(predictor, kind, threads=1, cache_dir=tmp_path)
-    np.testing.assert_allclose(runtime(images), expected, atol=FP32_TOLERANCE)
+    np.testing.assert_allclose(split_output(runtime(images))[0], expected, atol=FP32_TOLERANCE)
     mirrored = np.ascontiguousarray(images[:, :, ::-1])
-    np.testing.assert_allclose(runtime(mirrored), expected, atol=FP32_TOLERANCE)
+    np.testing.assert_allclose(split_output(runtime(mirrored))[0], expected, atol=FP32_TOLERANCE)

@@ -8,6 +8,8 @@ Layout of a dataset folder (the KFP ``Dataset`` artifact; a SageMaker channel)::
     <split>/images.npy       (N, S, S, 3) uint8, RGB, opened with mmap: no decode at train time
     <split>/labels.npy       (N,) int64, indices into manifest["classes"]
     <split>/index.csv        image,lesion_id,label
+    <split>/metadata.csv     image,age_approx,sex,anatom_site (when the source has metadata;
+                             empty cells where a value is unknown)
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ SPLITS = ("train", "val", "test")
 MANIFEST = "manifest.json"
 STATS = "stats.json"
 VALIDATION_REPORT = "validation_report.json"
+SPLIT_METADATA = "metadata.csv"
+METADATA_FIELDS = ("age_approx", "sex", "anatom_site")
 
 
 @dataclass(frozen=True)
@@ -94,3 +98,30 @@ def read_manifest(dataset_dir: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"No {MANIFEST} in {dataset_dir}: not a preprocessed dataset.")
     manifest: dict[str, Any] = json.loads(path.read_text())
     return manifest
+
+
+def write_split_metadata(
+    dataset_dir: Path, split: str, image_ids: list[str], rows: dict[str, dict[str, str]]
+) -> Path:
+    """Write ``<split>/metadata.csv``: one row per image, METADATA_FIELDS (empty if unknown)."""
+    path = Path(dataset_dir) / split / SPLIT_METADATA
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["image", *METADATA_FIELDS])
+        for image in image_ids:
+            row = rows.get(image, {})
+            writer.writerow([image, *(row.get(name, "") for name in METADATA_FIELDS)])
+    return path
+
+
+def read_split_metadata(dataset_dir: Path, split: str) -> dict[str, dict[str, str]] | None:
+    """``image -> {age_approx, sex, anatom_site}`` of one split, or None when it has no table."""
+    path = Path(dataset_dir) / split / SPLIT_METADATA
+    if not path.exists():
+        return None
+    with path.open(newline="") as handle:
+        return {
+            row["image"]: {name: (row.get(name) or "").strip() for name in METADATA_FIELDS}
+            for row in csv.DictReader(handle)
+        }

@@ -37,7 +37,7 @@ import numpy as np
 
 from skinlesion.config import PRECISIONS
 from skinlesion.contract import JobKind, run_job
-from skinlesion.data.store import SPLITS, read_manifest, read_split
+from skinlesion.data.store import SPLITS, read_manifest, read_split, read_split_metadata
 from skinlesion.jobs.arguments import add_dataset_model_output
 from skinlesion.logs import configure_logging
 from skinlesion.metrics import (
@@ -45,9 +45,14 @@ from skinlesion.metrics import (
     check_against_reference,
     evaluate_predictions,
     isic_balanced_accuracy,
+    operating_point_metrics,
+    reliability_bins,
+    subgroup_metrics,
 )
+from skinlesion.model_card import MODEL_CARD_HTML, MODEL_CARD_MARKDOWN, write_model_card
 
 if TYPE_CHECKING:
+    from skinlesion.artifacts import ModelSpec
     from skinlesion.evaluation_report import ExplainedMistake, MisclassifiedExample
     from skinlesion.models import Predictor
 
@@ -60,6 +65,8 @@ REPORT_FILE = "report.html"
 KFP_METRICS_FILE = "kfp_metrics.json"
 KFP_CLASSIFICATION_FILE = "kfp_classification.json"
 OUTPUT_FILES = (
+    MODEL_CARD_MARKDOWN,
+    MODEL_CARD_HTML,
     METRICS_FILE,
     EVALUATION_FILE,
     PREDICTIONS_FILE,
@@ -171,7 +178,9 @@ def run(
             spec.image_size,
             batch_size,
         )
-        probabilities = predictor.predict_proba(data.images, batch_size=batch_size)
+        logits, embeddings = predictor.logits_with_embeddings(data.images, batch_size=batch_size)
+        probabilities = softmax(logits / float(spec.temperature))
+        ood_scores = predictor.ood_scores(embeddings)
 
     labels = np.asarray(data.labels, dtype=np.int64)
     result = evaluate_predictions(labels, probabilities, classes)
@@ -187,6 +196,18 @@ def run(
     )
 
     metrics = flat_metrics(result, reference, split)
+    clinical = clinical_evaluation(
+        spec,
+        labels,
+        probabilities,
+        softmax(logits),
+        ood_scores,
+        np.asarray(data.images),
+        metadata=read_split_metadata(dataset_dir, split),
+        image_ids=data.image_ids,
+        train_images=_train_images(dataset_dir),
+    )
+    metrics.update(clinical["flat_metrics"])
     spec_dict = asdict(spec)
     output_dir.mkdir(parents=True, exist_ok=True)
     _write_json(output_dir / METRICS_FILE, metrics)
@@ -199,6 +220,7 @@ def run(
             "metrics": metrics,
             "result": result.to_dict(),
             "multiclass_classification_metrics": model_quality_statistics(result),
+            "clinical": clinical,
         },
     )
     write_predictions(
@@ -223,9 +245,191 @@ def run(
         misclassified=misclassified,
         explained=explain_mistakes(predictor, misclassified[:gradcam_examples]),
         subtitle=f"{spec.architecture} {spec.version}".strip() + f" on the {split} split",
+        clinical=clinical,
     )
+    write_model_card(output_dir, spec_dict, metrics, clinical, manifest, split)
     log.info("Wrote %s to %s", ", ".join(OUTPUT_FILES), output_dir)
     return metrics
+
+
+# Training images whose skin tone is estimated for the report (an even subsample beyond this).
+SKIN_TONE_TRAIN_SAMPLE = 3000
+SUBGROUP_ATTRIBUTES = ("anatom_site", "age_band", "sex", "skin_tone")
+AGE_BANDS = ((0, 30, "<30"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 75, "60-74"))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (the float32 rows of a runtime agree to 1e-6)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=1, keepdims=True))
+    return z / z.sum(axis=1, keepdims=True)
+
+
+def age_band(value: str) -> str:
+    """The age band of a metadata ``age_approx`` cell ("unknown" when empty or unreadable)."""
+    try:
+        age = float(value)
+    except ValueError:
+        return "unknown"
+    if not math.isfinite(age):
+        return "unknown"
+    for low, high, name in AGE_BANDS:
+        if low <= age < high:
+            return name
+    return ">=75"
+
+
+def _train_images(dataset_dir: Path) -> np.ndarray | None:
+    from skinlesion.training.calibration import subsample
+
+    try:
+        train = read_split(dataset_dir, "train")
+    except FileNotFoundError:
+        return None
+    rows = subsample(len(train), SKIN_TONE_TRAIN_SAMPLE)
+    return np.asarray(train.images[rows])
+
+
+def skin_tone_counts(images: np.ndarray | None) -> dict[str, int]:
+    """Images per skin-tone band (ITA of the frame's outer ring), every band listed."""
+    from skinlesion.clinical import SKIN_TONE_BANDS, ita_degrees, skin_tone_band
+
+    counts = {name: 0 for name, _ in SKIN_TONE_BANDS} | {"unknown": 0}
+    for image in images if images is not None else []:
+        counts[skin_tone_band(ita_degrees(image))] += 1
+    return counts
+
+
+def clinical_evaluation(
+    spec: ModelSpec,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    uncalibrated: np.ndarray,
+    ood_scores: np.ndarray,
+    images: np.ndarray,
+    *,
+    metadata: dict[str, dict[str, str]] | None,
+    image_ids: Sequence[str],
+    train_images: np.ndarray | None,
+    resamples: int = 1000,
+) -> dict[str, Any]:
+    """Operating point with intervals, calibration before/after, subgroups, OOD false refusals.
+
+    JSON-ready; ``flat_metrics`` holds the scalars that metrics.json (and the gate) read.
+    """
+    from skinlesion.clinical import (
+        image_check,
+        ita_degrees,
+        malignancy_score,
+        malignant_classes,
+        skin_tone_band,
+    )
+
+    classes = tuple(spec.classes)
+    flat: dict[str, Any] = {"temperature": float(spec.temperature)}
+    before = reliability_bins(labels, uncalibrated)
+    after = reliability_bins(labels, probabilities)
+    from skinlesion.metrics import _ece_from_bins
+
+    flat["ece_uncalibrated"] = _ece_from_bins(before)
+    out: dict[str, Any] = {
+        "temperature": float(spec.temperature),
+        "calibration": {
+            "before": {"ece": flat["ece_uncalibrated"], "bins": _bins_dict(before)},
+            "after": {"ece": _ece_from_bins(after), "bins": _bins_dict(after)},
+        },
+    }
+    point = spec.operating_point
+    malignant = (
+        malignant_classes(classes, include_ak="AK" in point.get("malignant_classes", ()))
+        if any(c in classes for c in ("MEL", "BCC", "SCC"))
+        else ()
+    )
+    truth = np.isin(labels, [classes.index(c) for c in malignant])
+    refer: np.ndarray | None = None
+    if point:
+        scores = malignancy_score(probabilities, classes, point["malignant_classes"])
+        refer = scores >= float(point["threshold"])
+        melanoma = classes.index("MEL") if "MEL" in classes else None
+        estimates = operating_point_metrics(
+            scores,
+            truth,
+            probabilities[:, melanoma] if melanoma is not None else None,
+            labels == melanoma if melanoma is not None else None,
+            float(point["threshold"]),
+            resamples=resamples,
+        )
+        out["operating_point"] = {
+            **point,
+            "test": {name: estimate.to_dict() for name, estimate in estimates.items()},
+        }
+        flat["malignant_sensitivity_at_threshold"] = estimates["malignant_sensitivity"].value
+        flat["malignant_specificity_at_threshold"] = estimates["malignant_specificity"].value
+        flat["referred_share"] = estimates["referred_share"].value
+        for name, estimate in estimates.items():
+            if name.startswith("melanoma_"):
+                flat[name] = estimate.value
+    # Out-of-distribution refusals of real test images: every one is a false refusal.
+    problems = [image_check(image) for image in images]
+    threshold = float(spec.ood["threshold"]) if spec.ood else math.inf
+    refused = np.array(
+        [p is not None or s > threshold for p, s in zip(problems, ood_scores, strict=True)]
+    )
+    out["ood"] = {
+        **spec.ood,
+        "test_refused": int(refused.sum()),
+        "test_false_refusal_rate": float(refused.mean()) if len(refused) else None,
+    }
+    flat["ood_false_refusal_rate"] = out["ood"]["test_false_refusal_rate"]
+    # Subgroups: metadata per image (when the dataset kept it) and the estimated skin tone.
+    rows = [metadata.get(i, {}) for i in image_ids] if metadata else [{} for _ in image_ids]
+    groups = {
+        "anatom_site": [r.get("anatom_site") or "unknown" for r in rows],
+        "age_band": [age_band(r.get("age_approx", "")) for r in rows],
+        "sex": [r.get("sex") or "unknown" for r in rows],
+        "skin_tone": [skin_tone_band(ita_degrees(image)) for image in images],
+    }
+    subgroups = {
+        attribute: subgroup_metrics(values, labels, probabilities, refer, truth)
+        for attribute, values in groups.items()
+    }
+    out["subgroups"] = subgroups
+    out["metadata_available"] = metadata is not None
+    judged = [
+        (attribute, row)
+        for attribute, table in subgroups.items()
+        for row in table
+        if row["judged"] and row["group"] != "unknown"
+    ]
+    worst: dict[str, Any] = {}
+    for key in ("balanced_accuracy", "malignant_sensitivity"):
+        candidates = [
+            (row[key]["value"], attribute, row["group"])
+            for attribute, row in judged
+            if key in row and row[key]["value"] is not None
+        ]
+        if candidates:
+            value, attribute, group = min(candidates)
+            worst[key] = {"value": value, "attribute": attribute, "group": group}
+            flat[f"worst_subgroup_{key}"] = value
+    out["worst_subgroup"] = worst
+    out["skin_tone"] = {
+        "train": skin_tone_counts(train_images),
+        "test": {name: groups["skin_tone"].count(name) for name in skin_tone_counts(None)},
+        "train_sampled": 0 if train_images is None else len(train_images),
+    }
+    out["flat_metrics"] = {
+        k: (v if v is None or (isinstance(v, float) and math.isfinite(v)) else None)
+        for k, v in flat.items()
+    }
+    return out
+
+
+def _bins_dict(bins: Any) -> dict[str, Any]:
+    return {
+        k: [None if isinstance(v, float) and not math.isfinite(v) else v for v in values]
+        for k, values in asdict(bins).items()
+    }
 
 
 def explain_mistakes(

@@ -34,6 +34,7 @@ from skinlesion.data.store import (
     SplitArrays,
     write_json,
     write_split,
+    write_split_metadata,
 )
 from skinlesion.labels import CLASSES
 from skinlesion.logs import configure_logging
@@ -86,6 +87,7 @@ def run(
     report.raise_if_failed()
 
     ok = loaded.ok
+    metadata = read_image_metadata(source.metadata_csv) if source.metadata_csv else None
     warnings: list[str] = []
     split_info: dict[str, dict[str, Any]] = {}
     train_images: np.ndarray | None = None
@@ -108,6 +110,8 @@ def run(
                 lesion_ids=[r.lesion_id for r in members],
             ),
         )
+        if metadata is not None:
+            write_split_metadata(output_dir, name, [r.image for r in members], metadata)
         counts = np.bincount(labels_array, minlength=len(CLASSES))
         split_info[name] = {
             "count": len(members),
@@ -179,6 +183,51 @@ def run(
         time.perf_counter() - started,
     )
     return manifest
+
+
+# Column names of the same field in HAM10000 (as shipped here) and ISIC 2019's metadata CSV.
+METADATA_ALIASES = {
+    "age_approx": ("age_approx", "age"),
+    "sex": ("sex",),
+    "anatom_site": ("anatom_site", "anatom_site_general", "localization"),
+}
+
+
+def read_image_metadata(metadata_csv: Path) -> dict[str, dict[str, str]]:
+    """``image -> {age_approx, sex, anatom_site}`` from the source's metadata CSV (for subgroups).
+
+    Values are kept as written (stripped, lower-cased for sex and site); a missing column or
+    cell is an empty string, and ``unknown`` counts as empty.
+    """
+    import csv
+
+    out: dict[str, dict[str, str]] = {}
+    with Path(metadata_csv).open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        found = {
+            name: next((c for c in aliases if c in columns), None)
+            for name, aliases in METADATA_ALIASES.items()
+        }
+        missing = [name for name, column in found.items() if column is None]
+        if missing:
+            log.warning(
+                "Metadata CSV %s has no column for %s (accepted: %s): subgroups by it are unknown",
+                metadata_csv,
+                ", ".join(missing),
+                METADATA_ALIASES,
+            )
+        for row in reader:
+            image = (row.get("image") or "").strip()
+            if not image:
+                continue
+            values: dict[str, str] = {}
+            for name, column in found.items():
+                value = (row.get(column) or "").strip() if column else ""
+                value = value.lower() if name != "age_approx" else value
+                values[name] = "" if value in ("unknown", "nan") else value
+            out[image] = values
+    return out
 
 
 def _relative(path: Path, root: Path) -> str:

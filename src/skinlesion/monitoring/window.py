@@ -33,6 +33,7 @@ class Window:
     event_ids: list[str]  # per image: its request's eventId
     image_index: list[int]  # per image: its position in the request
     captured_predictions: np.ndarray  # (n,) class index the endpoint answered, -1 if unknown
+    refused: int = 0  # images the endpoint answered "assessable": false (no diagnosis)
     records: int = 0  # capture records read
     unreadable: int = 0  # images that could not be decoded
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> records left out
@@ -52,6 +53,8 @@ class Window:
             "records": self.records,
             "images": len(self),
             "unreadable_images": self.unreadable,
+            "refused_images": self.refused,
+            "refused_fraction": self.refused / len(self) if len(self) else None,
             "skipped_records": dict(self.skipped),
             "first_inference_time": self.first_time.isoformat() if self.first_time else None,
             "last_inference_time": self.last_time.isoformat() if self.last_time else None,
@@ -77,10 +80,19 @@ def _predicted_classes(record: CaptureRecord, count: int, classes: Sequence[str]
     lookup = {c: i for i, c in enumerate(classes)}
     try:
         predictions = record.output_json()["predictions"]
-        codes = [lookup.get(str(p["top_class"]), -1) for p in predictions]
+        # A refused image ("assessable": false) has no top_class: -1, like an unknown one.
+        codes = [lookup.get(str(p.get("top_class")), -1) for p in predictions]
     except (ValueError, KeyError, TypeError):
         return [-1] * count
     return codes if len(codes) == count else [-1] * count
+
+
+def _refused(record: CaptureRecord) -> list[bool]:
+    """Per image of the record: did the endpoint refuse it (``"assessable": false``)?"""
+    try:
+        return [p.get("assessable") is False for p in record.output_json()["predictions"]]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def build_window(
@@ -101,6 +113,7 @@ def build_window(
     predicted: list[int] = []
     skipped: Counter[str] = Counter()
     unreadable = 0
+    refused = 0
     count = 0
     first: datetime | None = None
     last: datetime | None = None
@@ -115,6 +128,7 @@ def build_window(
             log.debug("%s: %s", record.source, error.error)
             continue
         codes = _predicted_classes(record, len(encoded), classes)
+        refusals = _refused(record)
         for index, data in enumerate(encoded):
             try:
                 array = decode_image_bytes(data, image_size)
@@ -128,6 +142,7 @@ def build_window(
             event_ids.append(record.event_id)
             image_index.append(index)
             predicted.append(codes[index])
+            refused += bool(index < len(refusals) and refusals[index])
         if max_images and len(images) >= max_images:
             break
     window = Window(
@@ -138,6 +153,7 @@ def build_window(
         captured_predictions=np.asarray(predicted, dtype=np.int64),
         records=count,
         unreadable=unreadable,
+        refused=refused,
         skipped=dict(skipped),
         first_time=first,
         last_time=last,

@@ -36,10 +36,12 @@ from skinlesion.serving.requests import (
     parse_explain,
     split_images,
 )
+from skinlesion.serving.runtime import split_output
 from skinlesion.serving.settings import ServingSettings
 
 if TYPE_CHECKING:
     from skinlesion.capture import CaptureWriter
+    from skinlesion.clinical import OperatingPoint
     from skinlesion.models import Predictor
     from skinlesion.serving.batcher import MicroBatcher
     from skinlesion.serving.gradcam import GradCam
@@ -67,11 +69,14 @@ class LoadedModel:
     classes: tuple[str, ...]
     image_size: int
     generated_data: bool = False  # trained on generated images (model.json's generated_data)
+    operating_point: OperatingPoint | None = None  # the referral rule, when the bundle has one
+    ood_threshold: float | None = None  # refuse above this OOD score, when the bundle has one
 
 
 def load_model(settings: ServingSettings) -> LoadedModel:
     """Load the bundle, build the runtime, warm it up at the batch sizes it will see."""
     from skinlesion.artifacts import resolve_model_dir
+    from skinlesion.clinical import OperatingPoint
     from skinlesion.models import Predictor
     from skinlesion.serving.batcher import MicroBatcher
     from skinlesion.serving.gradcam import GradCam
@@ -91,6 +96,7 @@ def load_model(settings: ServingSettings) -> LoadedModel:
     batcher.start()
     gradcam = GradCam(predictor.model, size) if settings.explain else None
     version = settings.model_version or predictor.spec.version or "unversioned"
+    spec = predictor.spec
     log.info(
         "Model %s (%s, %d px) ready on runtime %s with %d threads in %.1f s",
         version,
@@ -109,6 +115,8 @@ def load_model(settings: ServingSettings) -> LoadedModel:
         tuple(predictor.spec.classes),
         size,
         predictor.spec.generated_data,
+        OperatingPoint.from_dict(spec.operating_point) if spec.operating_point else None,
+        float(spec.ood["threshold"]) if spec.ood else None,
     )
 
 
@@ -299,14 +307,19 @@ class ServingApp:
 
         loop = asyncio.get_running_loop()
         with model.batcher.expect():
-            arrays = await loop.run_in_executor(self._decoder, self._decode_all, encoded, model)
-        probabilities = await model.batcher.predict(arrays)
-        predictions = _predictions(probabilities, model.classes)
-        if explain:
-            tops = [int(i) for i in probabilities.argmax(axis=1)]
-            maps = await loop.run_in_executor(self._explainer, self._explain, arrays, tops, model)
-            for prediction, heatmap in zip(predictions, maps, strict=True):
-                prediction["explanation"] = heatmap
+            arrays, problems = await loop.run_in_executor(
+                self._decoder, self._decode_all, encoded, model
+            )
+        probabilities, ood_scores = split_output(await model.batcher.predict(arrays))
+        predictions = _predictions(probabilities, ood_scores, problems, model)
+        assessable = [i for i, p in enumerate(predictions) if p["assessable"]]
+        if explain and assessable:
+            tops = [int(probabilities[i].argmax()) for i in assessable]
+            maps = await loop.run_in_executor(
+                self._explainer, self._explain, arrays[assessable], tops, model
+            )
+            for index, heatmap in zip(assessable, maps, strict=True):
+                predictions[index]["explanation"] = heatmap
         event_id = str(uuid.uuid4())
         payload = {
             "predictions": predictions,
@@ -321,13 +334,18 @@ class ServingApp:
                 body, headers.get("content-type", ""), response, RESPONSE_TYPE, event_id=event_id
             )
 
-    def _decode_all(self, encoded: list[bytes], model: LoadedModel) -> np.ndarray:
+    def _decode_all(
+        self, encoded: list[bytes], model: LoadedModel
+    ) -> tuple[np.ndarray, list[str | None]]:
+        """The decoded images, and per image why it cannot be assessed (None: it can)."""
+        from skinlesion.clinical import image_check
+
         size = model.image_size
         out = np.empty((len(encoded), size, size, 3), np.uint8)
         for index, data in enumerate(encoded):
             which = index if len(encoded) > 1 else None
             out[index] = decode_image(data, size, self.limits, which)
-        return out
+        return out, [image_check(image) for image in out]
 
     def _explain(
         self, arrays: np.ndarray, tops: list[int], model: LoadedModel
@@ -350,17 +368,51 @@ class ServingApp:
         ]
 
 
-def _predictions(probabilities: np.ndarray, classes: tuple[str, ...]) -> list[dict[str, Any]]:
-    out = []
-    for row in probabilities.tolist():
+def _predictions(
+    probabilities: np.ndarray,
+    ood_scores: np.ndarray,
+    problems: list[str | None],
+    model: LoadedModel,
+) -> list[dict[str, Any]]:
+    """One answer per image: a diagnosis with the referral decision, or a refusal with a reason.
+
+    An image is refused (``assessable: false``) when the pixel check finds it blank or
+    saturated, or when its OOD score is above the bundle's threshold: it is unlike the
+    dermoscopy images the model was trained on, and its probabilities would mean nothing.
+    """
+    from skinlesion.clinical import malignancy_score
+
+    classes, point, limit = model.classes, model.operating_point, model.ood_threshold
+    malignancy = (
+        malignancy_score(probabilities, classes, point.malignant_classes)
+        if point is not None
+        else None
+    )
+    out: list[dict[str, Any]] = []
+    for index, row in enumerate(probabilities.tolist()):
+        ood = float(ood_scores[index])
+        reason = problems[index]
+        if reason is None and limit is not None and ood > limit:
+            reason = (
+                f"unlike the training images: out-of-distribution score {ood:.1f} above the "
+                f"threshold {limit:.1f}"
+            )
+        if reason is not None:
+            out.append({"assessable": False, "reason": reason, "ood_score": ood})
+            continue
         top = int(np.argmax(row))
-        out.append(
-            {
-                "probabilities": dict(zip(classes, row, strict=True)),
-                "top_class": classes[top],
-                "top_probability": row[top],
-            }
-        )
+        prediction: dict[str, Any] = {
+            "assessable": True,
+            "probabilities": dict(zip(classes, row, strict=True)),
+            "top_class": classes[top],
+            "top_probability": row[top],
+            "ood_score": ood,
+        }
+        if point is not None and malignancy is not None:
+            prediction["malignancy_score"] = float(malignancy[index])
+            prediction["referral_threshold"] = point.threshold
+            prediction["refer"] = bool(malignancy[index] >= point.threshold)
+        out.append(prediction)
     return out
 
 

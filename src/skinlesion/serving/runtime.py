@@ -1,8 +1,11 @@
 """The inference runtimes the app can run a Predictor's network on, built once at start-up.
 
-Each runtime maps a uint8 batch (N, S, S, 3) to class probabilities (N, C) float32 and computes
-exactly what :meth:`skinlesion.models.Predictor.predict_proba` computes (the same
-``to_unit_float`` and ``normalize``, the same network, a softmax), only faster:
+Each runtime maps a uint8 batch (N, S, S, 3) to an (N, C + 1) float32 array: the calibrated
+class probabilities (columns 0..C-1) and the out-of-distribution score (column C, 0.0 when the
+bundle has no OOD fit). It computes exactly what :meth:`skinlesion.models.Predictor.predict_with_embeddings`
+and :meth:`~skinlesion.models.Predictor.ood_scores` compute (the same ``to_unit_float`` and
+``normalize``, the same network, logits divided by the bundle's temperature, a softmax, the
+Mahalanobis score of the features), only faster; :func:`split_output` separates the two:
 
 - ``onnx``: the network, normalisation and softmax exported to ONNX and run by ONNX Runtime
   (fused convolutions, its own thread pool). The fastest on CPU; see docs/serving.md.
@@ -41,23 +44,41 @@ class RuntimeUnavailableError(RuntimeError):
     """A runtime was asked for that this installation cannot build."""
 
 
+def split_output(output: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A runtime's (N, C + 1) output as (probabilities (N, C), OOD scores (N,))."""
+    return output[:, :-1], output[:, -1]
+
+
 def _serving_graph(predictor: Predictor) -> torch.nn.Module:
-    """uint8 (N, S, S, 3) -> softmax probabilities: the Predictor's computation as one module."""
+    """uint8 (N, S, S, 3) -> [calibrated probabilities | OOD score]: the Predictor as one module.
+
+    The temperature and the OOD statistics are part of the graph, so the ONNX and TorchScript
+    exports carry them and no runtime can forget them.
+    """
     import torch
 
     from skinlesion.models import normalize, to_unit_float
 
     spec = predictor.spec
+    stats = predictor.model.ood_stats
+    temperature = float(spec.temperature)
 
     class ServingGraph(torch.nn.Module):
         def __init__(self, network: torch.nn.Module):
             super().__init__()
             self.network = network
+            self.ood: torch.nn.Module | None = stats.module() if stats is not None else None
 
         def forward(self, images: torch.Tensor) -> torch.Tensor:
             x = normalize(to_unit_float(images), spec.mean, spec.std)
             x = x.contiguous(memory_format=torch.channels_last)
-            return torch.softmax(self.network(x).float(), dim=1)
+            logits, features = self.network.forward_with_features(x)  # type: ignore[operator]
+            probabilities = torch.softmax(logits.float() / temperature, dim=1)
+            if self.ood is None:
+                score = probabilities[:, :1] * 0.0  # zeros, batch size kept dynamic
+            else:
+                score = self.ood(features.float()).unsqueeze(1)
+            return torch.cat([probabilities, score], dim=1)
 
     return ServingGraph(predictor.model).eval()
 
@@ -82,6 +103,10 @@ def onnx_bytes(predictor: Predictor, cache_dir: Path | None = None) -> bytes:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     digest.update(repr(predictor.spec).encode())
+    if predictor.model.ood_stats is not None:
+        digest.update(predictor.model.ood_stats.means.tobytes())
+        digest.update(predictor.model.ood_stats.whitening.tobytes())
+    digest.update(b"serving-graph-v2")  # probabilities + OOD score
     digest.update(torch.__version__.encode())
     default = os.environ.get(ONNX_CACHE_ENV) or Path(tempfile.gettempdir()) / "skinlesion-onnx"
     cache = Path(cache_dir or default)
@@ -101,8 +126,8 @@ def onnx_bytes(predictor: Predictor, cache_dir: Path | None = None) -> bytes:
                 (_example(predictor),),
                 exported,
                 input_names=["images"],
-                output_names=["probabilities"],
-                dynamic_axes={"images": {0: "batch"}, "probabilities": {0: "batch"}},
+                output_names=["scores"],
+                dynamic_axes={"images": {0: "batch"}, "scores": {0: "batch"}},
                 opset_version=17,
                 dynamo=False,  # the TorchScript exporter: no onnxscript needed, dynamic batch
             )
@@ -138,8 +163,8 @@ def build_onnx(predictor: Predictor, threads: int, cache_dir: Path | None = None
     )
 
     def run(images: np.ndarray) -> np.ndarray:
-        (probabilities,) = session.run(None, {"images": np.ascontiguousarray(images)})
-        return np.asarray(probabilities, dtype=np.float32)
+        (scores,) = session.run(None, {"images": np.ascontiguousarray(images)})
+        return np.asarray(scores, dtype=np.float32)
 
     return run
 
@@ -165,7 +190,11 @@ def build_torch(predictor: Predictor) -> Runtime:
     """The Predictor as is (eager PyTorch, its own precision): the reference runtime."""
 
     def run(images: np.ndarray) -> np.ndarray:
-        return predictor.predict_proba(images, batch_size=max(1, len(images)))
+        probabilities, embeddings = predictor.predict_with_embeddings(
+            images, batch_size=max(1, len(images))
+        )
+        scores = predictor.ood_scores(embeddings)
+        return np.concatenate([probabilities, scores[:, None]], axis=1).astype(np.float32)
 
     return run
 

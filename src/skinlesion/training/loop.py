@@ -814,6 +814,23 @@ def end_epoch(
     distributed.barrier()
 
 
+def fit_clinical(run: TrainingRun, spec: ModelSpec) -> ModelSpec:
+    """Temperature, referral threshold and OOD statistics for the final weights (rank 0 only)."""
+    from skinlesion.training.calibration import fit_clinical_settings
+
+    train, val = run.train_loader.dataset, run.val_loader.dataset
+    return fit_clinical_settings(
+        run.model,
+        spec,
+        train_images=train.images,  # type: ignore[attr-defined]
+        train_labels=train.labels,  # type: ignore[attr-defined]
+        val_images=val.images,  # type: ignore[attr-defined]
+        val_labels=val.labels,  # type: ignore[attr-defined]
+        device=run.device,
+        batch_size=run.config.batch_size * 2,
+    )
+
+
 def finish(
     run: TrainingRun, state: TrainState, *, resumed_from: int, interrupted: bool
 ) -> TrainResult:
@@ -835,14 +852,15 @@ def finish(
     }
     # Validation above saw one view per image; the saved model averages config.tta's views.
     model.tta = config.tta
+    spec = replace(
+        spec_for(config.architecture, config.image_size, run.classes, tta=config.tta, **metrics),
+        generated_data=run.generated_data,
+    )
+    if run.distributed.is_main:
+        spec = fit_clinical(run, spec)
     return TrainResult(
         model=model,
-        spec=replace(
-            spec_for(
-                config.architecture, config.image_size, run.classes, tta=config.tta, **metrics
-            ),
-            generated_data=run.generated_data,
-        ),
+        spec=spec,
         history=state.history,
         best_epoch=state.best_epoch,
         epochs_completed=state.epoch,

@@ -1,0 +1,190 @@
+"""Out-of-distribution refusal on real data: false refusals of held-out HAM10000 test images,
+detection of non-dermoscopy images (``skimage.data``) and of corrupted dermoscopy.
+
+Not a timing benchmark. The model is the test fixtures' cheap one (EfficientNet-Lite0's
+ImageNet features, a ridge head fitted on the training split), so the run takes minutes on a
+CPU; the OOD fit is the one training runs (``fit_clinical_settings``). Writes
+``bench/results/ood.md``.
+
+    python -m bench.ood [--data ../shared/data/ham10000] [--image-size 96] [--limit 1500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("bench.ood")
+
+SKIMAGE_IMAGES = (
+    "astronaut", "coffee", "chelsea", "retina", "immunohistochemistry", "rocket", "cat",
+    "hubble_deep_field", "camera", "moon", "text", "brick", "grass", "gravel", "colorwheel",
+    "logo", "page", "clock", "coins",
+)  # fmt: skip
+
+
+def _rgb(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8) * 255
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    return np.ascontiguousarray(array[..., :3].astype(np.uint8))
+
+
+def skimage_images(size: int) -> dict[str, np.ndarray]:
+    """The photographs and medical images that ship in the scikit-image wheel, at ``size``."""
+    import skimage.data
+
+    from skinlesion.data.images import decode_image_bytes
+
+    out = {}
+    for name in SKIMAGE_IMAGES:
+        try:
+            image = _rgb(getattr(skimage.data, name)())
+        except Exception as error:  # a dataset that needs a download: say so, go on
+            log.warning("skimage.data.%s unavailable offline: %s", name, error)
+            continue
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        out[name] = decode_image_bytes(buffer.getvalue(), size)
+    return out
+
+
+def box_blur(images: np.ndarray, size: int = 9) -> np.ndarray:
+    """A ``size`` x ``size`` box blur of uint8 (N, H, W, 3) images (edges replicated)."""
+    import torch
+    import torch.nn.functional as F
+
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    kernel = torch.ones(3, 1, size, size) / (size * size)
+    blurred = F.conv2d(F.pad(x, (size // 2,) * 4, mode="replicate"), kernel, groups=3)
+    return blurred.permute(0, 2, 3, 1).round().clamp(0, 255).byte().numpy()
+
+
+def corrupted(images: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Blurred, colour-cast and pure-noise versions of ``images``."""
+    cast = images.astype(np.float32) * np.array([0.3, 1.0, 1.6], np.float32)
+    return {
+        "blur (9 px box, twice)": box_blur(box_blur(images)),
+        "colour cast (R x0.3, B x1.6)": np.clip(cast, 0, 255).astype(np.uint8),
+        "noise (uniform)": rng.integers(0, 256, images.shape, dtype=np.uint8),
+    }
+
+
+def refused(predictor: object, images: np.ndarray) -> np.ndarray:
+    """Per image: would the endpoint refuse it (pixel check or OOD score above threshold)?"""
+    from skinlesion.clinical import image_check
+
+    _, embeddings = predictor.predict_with_embeddings(images)  # type: ignore[attr-defined]
+    scores = predictor.ood_scores(embeddings)  # type: ignore[attr-defined]
+    threshold = predictor.model.ood_stats.threshold  # type: ignore[attr-defined]
+    return np.array(
+        [image_check(i) is not None or s > threshold for i, s in zip(images, scores, strict=True)]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ood", description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/ham10000"))
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--limit", type=int, default=1500, help="images preprocessed (subset)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/ood.md"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if not (args.data / "labels.csv").exists():
+        log.warning("No real data at %s: skipping (see ../shared/data/README.md)", args.data)
+        return 0
+    import csv
+
+    import torch
+
+    from skinlesion.config import PreprocessConfig
+    from skinlesion.data.store import read_manifest, read_split
+    from skinlesion.jobs.preprocess import run as preprocess
+    from skinlesion.models import Predictor, build_model, spec_for
+    from skinlesion.training.calibration import fit_clinical_settings
+
+    with tempfile.TemporaryDirectory(prefix="bench-ood-") as scratch:
+        with (args.data / "labels.csv").open(newline="") as handle:
+            rows = list(csv.reader(handle))
+        step = max(1, (len(rows) - 1) // args.limit)
+        subset = Path(scratch) / "subset.csv"
+        with subset.open("w", newline="") as handle:
+            csv.writer(handle).writerows([rows[0], *rows[1::step][: args.limit]])
+        dataset = Path(scratch) / "dataset"
+        preprocess(
+            args.data,
+            dataset,
+            PreprocessConfig(image_size=args.image_size, workers=2),
+            labels=str(subset.resolve()),
+            progress=False,
+        )
+        classes = tuple(read_manifest(dataset)["classes"])
+        train = read_split(dataset, "train", mmap=False)
+        val = read_split(dataset, "val", mmap=False)
+        test = read_split(dataset, "test", mmap=False)
+        torch.manual_seed(0)
+        model = build_model("efficientnet_lite0", len(classes), "imagenet", args.image_size)
+        spec = spec_for("efficientnet_lite0", args.image_size, classes)
+        features = Predictor(model, spec, precision="fp32").embed(train.images).astype(np.float64)
+        mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+        design = np.c_[(features - mean) / scale, np.ones(len(features))]
+        targets = np.eye(len(classes))[train.labels] * 8.0 - 1.0
+        weights = np.linalg.solve(
+            design.T @ design + 10.0 * np.eye(design.shape[1]), design.T @ targets
+        )
+        with torch.no_grad():
+            model.head.weight.copy_(
+                torch.from_numpy((weights[:-1] / scale[:, None]).T.astype(np.float32))
+            )
+            model.head.bias.copy_(
+                torch.from_numpy((weights[-1] - (mean / scale) @ weights[:-1]).astype(np.float32))
+            )
+        fitted = fit_clinical_settings(
+            model, spec, train_images=train.images, train_labels=train.labels,
+            val_images=val.images, val_labels=val.labels,
+        )  # fmt: skip
+        predictor = Predictor(model, fitted, precision="fp32")
+        rng = np.random.default_rng(0)
+        results: list[tuple[str, str, int, float]] = []
+        rate = refused(predictor, test.images)
+        results.append(("HAM10000 test (real dermoscopy)", "false refusal", len(rate), rate.mean()))
+        photos = skimage_images(args.image_size)
+        photo_refused = refused(predictor, np.stack(list(photos.values())))
+        results.append(("skimage.data images", "detected", len(photos), photo_refused.mean()))
+        for name, images in corrupted(test.images[:300], rng).items():
+            rate = refused(predictor, images)
+            results.append((f"HAM10000 test, {name}", "detected", len(rate), rate.mean()))
+    missed = [n for n, r in zip(photos, photo_refused, strict=True) if not r]
+    lines = [
+        "# Out-of-distribution refusal (bench/ood.py)",
+        "",
+        f"Model: EfficientNet-Lite0 ImageNet features + ridge head, {args.image_size} px, fitted "
+        f"on a {args.limit}-image HAM10000 subset; OOD: Mahalanobis (shared covariance), "
+        f"threshold {predictor.model.ood_stats.threshold:.2f} = the "  # type: ignore[union-attr]
+        f"{fitted.ood['percentile']:g}th percentile of validation scores; plus the pixel check.",
+        "",
+        "| inputs | measure | n | rate |",
+        "| --- | --- | ---: | ---: |",
+        *(f"| {a} | {b} | {n} | {r:.3f} |" for a, b, n, r in results),
+        "",
+        f"skimage.data images not refused: {', '.join(missed) or 'none'}.",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
