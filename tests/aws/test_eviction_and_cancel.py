@@ -123,7 +123,7 @@ def test_sigterm_leaves_the_job_running_and_the_retry_reattaches(
         assert jobs, "the step never created its job"
         time.sleep(0.5)  # the step is now polling the job
         process.send_signal(signal.SIGTERM)  # the node is drained
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=180)
     finally:
         if process.poll() is None:
             process.kill()
