@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Input, Model
+from kfp.dsl import Artifact, Input, Model
 
 from components import PIPELINE_IMAGE
 
@@ -18,9 +18,9 @@ def register(
     architecture: str,
     approval_margin: float,
     min_balanced_accuracy: float,
+    min_malignant_sensitivity: float,
     git_commit: str,
     run_id: str,
-    dataset: Input[Dataset],
 ) -> NamedTuple("Registration", [("model_version_arn", str), ("approval_status", str)]):
     """Register a model version: Rejected below the gate; Approved when it beats the approved
     one by ``approval_margin``; else PendingManualApproval.
@@ -34,9 +34,10 @@ def register(
         architecture: The network's architecture, kept as metadata.
         approval_margin: Balanced accuracy the candidate must gain over the approved version.
         min_balanced_accuracy: The gate: below it the version is registered as Rejected.
+        min_malignant_sensitivity: The gate's other half: malignant sensitivity at the model's
+            referral threshold on the test split (0 turns it off).
         git_commit: The code's commit, kept as lineage.
         run_id: The pipeline run's id, kept as lineage.
-        dataset: The preprocess step's output; its manifest.json's hash is kept as lineage.
     """
     from collections import namedtuple
 
@@ -51,8 +52,8 @@ def register(
         architecture=architecture,
         approval_margin=approval_margin,
         min_balanced_accuracy=min_balanced_accuracy,
+        min_malignant_sensitivity=min_malignant_sensitivity,
         git_commit=git_commit,
         run_id=run_id,
-        dataset=dataset,
     )
     return namedtuple("Registration", ["model_version_arn", "approval_status"])(arn, status)

@@ -17,7 +17,7 @@ PIPELINE_NAME = "skinlesion-monitoring"
 )
 def monitoring_pipeline(
     backend: str = "local",
-    endpoint_name: str = "skinlesion",
+    endpoint_name: str = "",  # empty: the backend's (<name_prefix>-endpoint on AWS)
     baseline_uri: str = "",
     model_uri: str = "",
     capture_uri: str = "",

@@ -41,9 +41,10 @@ def training_pipeline(
     label_smoothing: float = _TRAIN.label_smoothing,
     instance_count: int = _TRAIN.instance_count,
     threshold: float = 0.7,
+    min_malignant_sensitivity: float = 0.0,
     approval_margin: float = 0.0,
-    model_group: str = "skinlesion",
-    endpoint_name: str = "skinlesion",
+    model_group: str = "",  # empty: the backend's (Terraform's model package group)
+    endpoint_name: str = "",  # empty: the backend's (<name_prefix>-endpoint on AWS)
     instance_type: str = "ml.m5.large",
     min_instances: int = 1,
     max_instances: int = 5,
@@ -130,9 +131,9 @@ def training_pipeline(
                 architecture=architecture,
                 approval_margin=approval_margin,
                 min_balanced_accuracy=threshold,
+                min_malignant_sensitivity=min_malignant_sensitivity,
                 git_commit=git_commit,
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                dataset=preprocess_op.outputs["dataset"],
             ).set_display_name("Register"),
             cache=False,
         )

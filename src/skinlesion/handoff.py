@@ -64,6 +64,7 @@ class ModelHandoff(_Handoff):
     job_model_data: str = ""  # the same archive where a job reads it (s3:// on SageMaker)
     architecture: str = ""
     image_size: int = 0
+    dataset: str = ""  # the dataset it was trained on (lineage: the registry hashes its manifest)
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,9 @@ class Settings:
         "", "Default model package group of the registry", terraform=True
     )
     sns_topic_arn: str = _setting("", "SNS topic of alarms and approvals", terraform=True)
+    endpoint_name: str = _setting(
+        "", "SageMaker endpoint of the pipelines (empty: <name_prefix>-endpoint)", terraform=True
+    )
     metrics_namespace: str = _setting(
         "SkinLesion", "CloudWatch namespace of the monitoring metrics", terraform=True
     )
@@ -274,6 +277,11 @@ class Settings:
     def inference_image_uri(self) -> str:
         """The inference image with its tag."""
         return image_uri(self.inference_image_repository_url, self.image_tag)
+
+    @property
+    def default_endpoint_name(self) -> str:
+        """The endpoint a pipeline deploys to when it names none: inside the IAM name prefix."""
+        return self.endpoint_name or f"{self.name_prefix}-endpoint"
 
     @property
     def effective_max_wait_seconds(self) -> int:

@@ -94,6 +94,18 @@ def _record(artifact: ArtifactLike, result: JobResult, started: float) -> None:
     artifact.metadata["job_name"] = result.job_name
 
 
+def run_cost_so_far(output: ArtifactLike, *inputs: ArtifactLike) -> float | None:
+    """The run's estimated cost up to ``output``'s step: its job's plus what its inputs carried
+    (``run_cost_usd``), kept in its metadata; None when no job had a price (local runs)."""
+    costs = [a.metadata.get("run_cost_usd", a.metadata.get("cost_usd")) for a in inputs]
+    costs.append(output.metadata.get("cost_usd"))
+    known = [float(c) for c in costs if c is not None]
+    total = round(sum(known), 4) if known else None
+    if total is not None:
+        output.metadata["run_cost_usd"] = total
+    return total
+
+
 def preprocess(
     *,
     backend: str,
@@ -147,11 +159,13 @@ def train(
         task_name="train",
     )
     result = _run_recorded(model, lambda: be.train(request))
+    run_cost_so_far(model, dataset)
     ModelHandoff(
         model_data=result.output_uri,
         job_model_data=result.remote_output_uri or result.output_uri,
         architecture=config.architecture,
         image_size=config.image_size,
+        dataset=DatasetHandoff.read(dataset).dataset or request.dataset_uri,
     ).write(model)
     return result
 
@@ -179,6 +193,7 @@ def evaluate(
         task_name="evaluate",
     )
     result = _run_recorded(evaluation, lambda: be.evaluate(request))
+    run_cost_so_far(evaluation, model)
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch)
         for name in ("kfp_metrics.json", "kfp_classification.json", "report.html"):
@@ -213,28 +228,33 @@ def register(
     architecture: str,
     approval_margin: float,
     min_balanced_accuracy: float = 0.0,
+    min_malignant_sensitivity: float = 0.0,
     git_commit: str = "",
     run_id: str = "",
-    dataset: ArtifactLike | None = None,
 ) -> tuple[str, str]:
     """Register the model version; return its ARN and approval status.
 
-    A candidate below ``min_balanced_accuracy`` (the gate) is registered as Rejected, so the
-    registry keeps every candidate and why it was not promoted. ``dataset`` (the preprocess
-    step's output) is lineage: the registry records its manifest's hash.
+    A candidate below the gate (``min_balanced_accuracy``, and ``min_malignant_sensitivity`` at
+    the model's referral threshold on the test split) is registered as Rejected, so the registry
+    keeps every candidate and why it was not promoted. The dataset it was trained on (the train
+    step's record points at it: nothing is downloaded) and its model card are kept as lineage.
     """
     configure_logging()
     be = get_backend(backend)
-    dataset_uri = DatasetHandoff.read(dataset).dataset if dataset is not None else ""
+    handed = ModelHandoff.read(model)
     evaluation_uri = EvaluationHandoff.read(evaluation).evaluation
     metrics = be.read_json(f"{evaluation_uri.rstrip('/')}/metrics.json")
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
-    gate_passed = numbers.get("balanced_accuracy", float("-inf")) >= min_balanced_accuracy
+    gate_passed = numbers.get("balanced_accuracy", float("-inf")) >= min_balanced_accuracy and (
+        numbers.get("malignant_sensitivity_at_threshold", float("-inf"))
+        >= min_malignant_sensitivity
+        or min_malignant_sensitivity <= 0
+    )
     version = be.register(
         RegisterRequest(
-            model_uri=ModelHandoff.read(model).model_data or _location(be, model),
+            model_uri=handed.model_data or _location(be, model),
             evaluation_uri=evaluation_uri,
-            model_group=model_group,
+            model_group=model_group or be.default_model_group(),
             metrics=numbers,
             data_uri=data_uri,
             architecture=architecture,
@@ -242,7 +262,9 @@ def register(
             run_id=run_id,
             gate_passed=gate_passed,
             approval_margin=approval_margin,
-            dataset_uri=dataset_uri,
+            dataset_uri=handed.dataset,
+            model_card_uri=f"{evaluation_uri.rstrip('/')}/model_card.md",
+            run_cost_usd=evaluation.metadata.get("run_cost_usd"),
         )
     )
     log.info("model version %s: %s", version.arn, version.approval_status.value)
@@ -258,12 +280,14 @@ def deploy(
     min_instances: int,
     max_instances: int,
 ) -> str:
-    """Deploy an Approved version; return the endpoint's URL."""
+    """Deploy an Approved version; return the endpoint's URL (an empty ``endpoint_name``: the
+    backend's default, which on AWS lies inside the IAM name prefix)."""
     configure_logging()
-    endpoint = get_backend(backend).deploy(
+    be = get_backend(backend)
+    endpoint = be.deploy(
         DeployRequest(
             model_version_arn=model_version_arn,
-            endpoint_name=endpoint_name,
+            endpoint_name=endpoint_name or be.default_endpoint_name(),
             instance_type=instance_type,
             min_instances=min_instances,
             max_instances=max_instances,

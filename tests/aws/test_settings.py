@@ -73,6 +73,7 @@ TERRAFORM_OUTPUTS = {
         "value": "arn:aws:sns:eu-west-1:111122223333:skinlesion-dev-alerts",
     },
     "metrics_namespace": {"sensitive": False, "type": "string", "value": "SkinLesionDev"},
+    "endpoint_name": {"sensitive": False, "type": "string", "value": "skinlesion-dev-endpoint"},
     "subnet_ids": {
         "sensitive": False,
         "type": ["list", "string"],
@@ -209,3 +210,28 @@ def test_every_setting_is_documented(repo_root: Path) -> None:
     ]
     assert not undocumented, f"docs/sagemaker.md lacks {undocumented}"
     assert TERRAFORM_OUTPUTS_ENV in doc
+
+
+def test_pipeline_defaults_name_resources_inside_the_iam_prefix() -> None:
+    """The pipelines' endpoint and model group default to the settings' names: the IAM policies
+    allow ``<name_prefix>-*`` only (terraform/modules/identity), so a literal "skinlesion" in a
+    compiled default would be refused on a real account."""
+    import inspect
+
+    from pipelines.monitoring import monitoring_pipeline
+    from pipelines.training import training_pipeline
+    from skinlesion.aws import AwsClients
+    from skinlesion.backends.sagemaker import SageMakerBackend
+
+    for pipeline in (training_pipeline, monitoring_pipeline):
+        inputs = pipeline.component_spec.inputs or {}
+        for name in ("endpoint_name", "model_group"):
+            if name in inputs:
+                assert inputs[name].default == "", (pipeline.name, name)
+    settings = Settings(
+        region="eu-west-1", name_prefix="skl-dev", model_package_group_name="skl-dev-models"
+    )
+    backend = SageMakerBackend(settings, AwsClients("eu-west-1"))
+    assert backend.default_endpoint_name() == "skl-dev-endpoint"
+    assert backend.default_model_group() == "skl-dev-models"
+    assert inspect.signature(training_pipeline.pipeline_func).parameters  # a real pipeline

@@ -171,3 +171,33 @@ def test_the_exit_handler_stop_is_a_no_op_locally(
     assert steps.stop_run_jobs(backend="local", run_id="runs/run-1", state="CANCELED") == []
     with pytest.raises(ValueError, match="no run id"):
         steps.stop_run_jobs(backend="local", run_id="", state="FAILED")
+
+
+def test_the_runs_cost_adds_up_along_the_steps_and_reaches_the_registry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = FakeArtifact("d", metadata={"cost_usd": 0.05})
+    model = FakeArtifact("m", metadata={"cost_usd": 1.25})
+    evaluation = FakeArtifact("e", metadata={"cost_usd": 0.10})
+    assert steps.run_cost_so_far(model, dataset) == 1.3
+    assert steps.run_cost_so_far(evaluation, model) == 1.4
+    assert steps.run_cost_so_far(FakeArtifact("x"), FakeArtifact("y")) is None  # local: no price
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path / "root"))
+    folder = tmp_path / "evaluation"
+    folder.mkdir()
+    (folder / "metrics.json").write_text(json.dumps({"balanced_accuracy": 0.9}))
+    (tmp_path / "model.tar.gz").write_bytes(b"x")
+    arn, _ = steps.register(
+        backend="local",
+        model=FakeArtifact(str(tmp_path), metadata={"model_data": str(tmp_path / "model.tar.gz")}),
+        evaluation=FakeArtifact(
+            str(folder), metadata={"evaluation": str(folder), "run_cost_usd": 1.4}
+        ),
+        model_group="cost-test",
+        data_uri="data",
+        architecture="tiny",
+        approval_margin=0.0,
+    )
+    [version] = LocalBackend.from_environment().list_versions("cost-test")
+    assert version.metadata["run_cost_usd"] == "1.4000"
+    assert version.metadata["model_card_uri"] == f"{folder}/model_card.md"

@@ -161,6 +161,8 @@ class RegisterRequest:
     gate_passed: bool = True
     approval_margin: float = 0.0  # beat the approved version by this much to be auto-approved
     dataset_uri: str = ""  # the preprocessed dataset folder (its manifest.json), kept as lineage
+    model_card_uri: str = ""  # the evaluate step's model card (model_card.md), kept with the entry
+    run_cost_usd: float | None = None  # estimated cost of the run's jobs up to evaluation
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,14 @@ class Backend(abc.ABC):
     """Where the pipeline's jobs run, its models live, and its alarms and metrics go."""
 
     name: str
+
+    def default_model_group(self) -> str:
+        """The model group a pipeline registers in when it names none."""
+        return "skinlesion"
+
+    def default_endpoint_name(self) -> str:
+        """The endpoint a pipeline deploys to (and monitors) when it names none."""
+        return "skinlesion"
 
     def artifact_location(self, path: str, uri: str) -> str:
         """Where a job should read or write a KFP artifact: its local path, or (remote
@@ -312,7 +322,9 @@ class Backend(abc.ABC):
     def register(self, request: RegisterRequest) -> ModelVersion: ...
 
     @abc.abstractmethod
-    def list_versions(self, model_group: str) -> list[ModelVersion]: ...
+    def list_versions(self, model_group: str, *, details: bool = False) -> list[ModelVersion]:
+        """The group's versions, oldest first; ``details`` also fetches each one's model data,
+        metrics and metadata (where the listing itself does not carry them)."""
 
     @abc.abstractmethod
     def set_approval_status(self, model_version_arn: str, status: ApprovalStatus) -> ModelVersion:

@@ -63,7 +63,7 @@ def _backend(args: argparse.Namespace) -> Any:
 
 
 def _list(args: argparse.Namespace) -> int:
-    versions = _backend(args).list_versions(args.group)
+    versions = _backend(args).list_versions(args.group, details=True)
     json.dump([_as_json(v) for v in versions], sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -84,6 +84,7 @@ def monitor(
     start, end = window_bounds(window_hours, offset_hours, now)
     output_dir = Path(output.path)
     output_dir.mkdir(parents=True, exist_ok=True)
+    endpoint_name = endpoint_name or be.default_endpoint_name()
     result = be.monitor(
         MonitorRequest(
             endpoint_name=endpoint_name,
@@ -155,6 +156,7 @@ def notify(
 
     configure_logging()
     be = get_backend(backend)
+    endpoint_name = endpoint_name or be.default_endpoint_name()
     summary = _summary(monitor_output)
     report = str(monitor_output.metadata.get("monitor_output") or monitor_output.uri)
     subject, message = notification_text(

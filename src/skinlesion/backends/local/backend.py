@@ -364,6 +364,9 @@ class LocalBackend(Backend):
             "data_uri": request.data_uri,
             "architecture": request.architecture,
             "evaluation_uri": request.evaluation_uri,
+            "dataset_uri": request.dataset_uri,
+            "model_card_uri": request.model_card_uri,
+            "run_cost_usd": "" if request.run_cost_usd is None else f"{request.run_cost_usd:.4f}",
         }
         return self.registry.create_version(
             request.model_group,
@@ -373,7 +376,7 @@ class LocalBackend(Backend):
             approval_status=status,
         )
 
-    def list_versions(self, model_group: str) -> list[ModelVersion]:
+    def list_versions(self, model_group: str, *, details: bool = False) -> list[ModelVersion]:
         return self.registry.list_versions(model_group)
 
     def set_approval_status(self, model_version_arn: str, status: ApprovalStatus) -> ModelVersion:

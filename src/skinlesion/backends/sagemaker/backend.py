@@ -150,6 +150,15 @@ class SageMakerBackend(Backend):
             clock=self.clock,
         )
 
+    def default_model_group(self) -> str:
+        """Terraform's model package group: its name is inside the IAM name prefix."""
+        self.settings.require("model_package_group_name")
+        return self.settings.model_package_group_name
+
+    def default_endpoint_name(self) -> str:
+        """Terraform's endpoint name (``<name_prefix>-endpoint``), inside the IAM name prefix."""
+        return self.settings.default_endpoint_name
+
     def artifact_location(self, path: str, uri: str) -> str:
         """The artifact's s3:// URI when it has one (SageMaker reads and writes it directly)."""
         return uri if is_s3_uri(uri) else path
@@ -490,9 +499,11 @@ class SageMakerBackend(Backend):
         self.settings.require(*REQUIRED_FOR_REGISTRY)
         return self.registry.register(request)
 
-    def list_versions(self, model_group: str) -> list[ModelVersion]:
+    def list_versions(self, model_group: str, *, details: bool = False) -> list[ModelVersion]:
         """Every version of the group, oldest first."""
-        return self.registry.list_versions(model_group or self.settings.model_package_group_name)
+        return self.registry.list_versions(
+            model_group or self.settings.model_package_group_name, details=details
+        )
 
     def set_approval_status(self, model_version_arn: str, status: ApprovalStatus) -> ModelVersion:
         """Approve or reject a version by hand."""

@@ -359,6 +359,8 @@ def customer_metadata(
         "data_uri": request.data_uri,
         "architecture": request.architecture,
         "evaluation_uri": metrics_uri,
+        "model_card_uri": request.model_card_uri,
+        "run_cost_usd": "" if request.run_cost_usd is None else f"{request.run_cost_usd:.4f}",
         **(lineage or {}),
     }
     metadata = {k: v for k, v in values.items() if v}
