@@ -4,6 +4,13 @@ A component's body calls exactly one function here, passing its artifacts (anyth
 ``path``, ``uri`` and ``metadata``, as ``kfp.dsl.Artifact`` has) and its parameters. Each
 function builds its backend once, by name, and hands the next step a typed record in the output
 artifact's metadata (``skinlesion.handoff``).
+
+Artifacts are pointers, not data: KFP's launcher downloads every input artifact into the pod
+before the component starts, and the steps that drive SageMaker only pass URIs on. So a step
+reads where its inputs' data is from their records (``DatasetHandoff.dataset``,
+``ModelHandoff.job_model_data``, ``EvaluationHandoff.evaluation``), and when its job's data lies
+elsewhere than the artifact (S3, on SageMaker) the artifact gets ``pointer.json`` and the job
+record, kilobytes. Locally the data is the artifact folder, and the pointer is its own path.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from skinlesion.logs import configure_logging
 log = logging.getLogger(__name__)
 
 JOB_RECORD = "job.json"
+POINTER_FILE = "pointer.json"
 
 
 class ArtifactLike(Protocol):
@@ -66,6 +74,26 @@ def job_identity(output: ArtifactLike) -> str:
 
 def _location(backend: Backend, artifact: ArtifactLike) -> str:
     return backend.artifact_location(artifact.path, artifact.uri)
+
+
+def _data(backend: Backend, artifact: ArtifactLike, recorded: str) -> str:
+    """Where an input artifact's data is: what its producer recorded, else the artifact itself
+    (an artifact made before the records carried the location)."""
+    return recorded or _location(backend, artifact)
+
+
+def write_pointer(artifact: ArtifactLike, data_uri: str) -> None:
+    """Write ``pointer.json`` (the data's URI) into the artifact when its data lies elsewhere.
+
+    The record in the metadata is what the next step reads; the file makes the artifact say
+    where its data is to whoever browses the pipeline root.
+    """
+    folder = Path(artifact.path)
+    data = Path(data_uri)
+    if not data_uri or data == folder or folder in data.parents:
+        return  # the data is in the artifact (the local backend)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / POINTER_FILE).write_text(json.dumps({"uri": data_uri}, indent=2) + "\n")
 
 
 def _run_recorded(artifact: ArtifactLike, run: Callable[[], JobResult]) -> JobResult:
@@ -129,12 +157,14 @@ def preprocess(
         task_name="preprocess",
     )
     result = _run_recorded(dataset, lambda: be.preprocess(request))
-    DatasetHandoff(
+    handoff = DatasetHandoff(
         dataset=result.remote_output_uri or result.output_uri,
         data_uri=data_uri,
         image_size=image_size,
         splits=dict(result.details.get("splits", {})),
-    ).write(dataset)
+    )
+    handoff.write(dataset)
+    write_pointer(dataset, handoff.dataset)
     return result
 
 
@@ -146,12 +176,13 @@ def train(
     hyperparameters: dict[str, Any],
     job_name: str = "",
 ) -> JobResult:
-    """Train on the ``dataset`` artifact; ``model`` receives model.tar.gz."""
+    """Train on the ``dataset`` artifact's data; ``model`` receives model.tar.gz (or a pointer
+    to it)."""
     configure_logging()
     be = get_backend(backend)
     config = TrainConfig(**hyperparameters)
     request = TrainRequest(
-        dataset_uri=_location(be, dataset),
+        dataset_uri=_data(be, dataset, DatasetHandoff.read(dataset).dataset),
         model_uri=_location(be, model),
         config=config,
         job_name=job_name,
@@ -160,13 +191,15 @@ def train(
     )
     result = _run_recorded(model, lambda: be.train(request))
     run_cost_so_far(model, dataset)
-    ModelHandoff(
+    handoff = ModelHandoff(
         model_data=result.output_uri,
         job_model_data=result.remote_output_uri or result.output_uri,
         architecture=config.architecture,
         image_size=config.image_size,
-        dataset=DatasetHandoff.read(dataset).dataset or request.dataset_uri,
-    ).write(model)
+        dataset=request.dataset_uri,
+    )
+    handoff.write(model)
+    write_pointer(model, handoff.model_data)
     return result
 
 
@@ -185,8 +218,8 @@ def evaluate(
     configure_logging()
     be = get_backend(backend)
     request = EvaluateRequest(
-        dataset_uri=_location(be, dataset),
-        model_uri=_location(be, model),
+        dataset_uri=_data(be, dataset, DatasetHandoff.read(dataset).dataset),
+        model_uri=_data(be, model, ModelHandoff.read(model).job_model_data),
         output_uri=_location(be, evaluation),
         job_name=job_name,
         run_id=job_identity(evaluation),
@@ -210,10 +243,12 @@ def evaluate(
         Path(report.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local / "report.html", report.path)
     balanced_accuracy = float(result.metrics["balanced_accuracy"])
-    EvaluationHandoff(
+    handoff = EvaluationHandoff(
         evaluation=result.remote_output_uri or result.output_uri,
         balanced_accuracy=balanced_accuracy,
-    ).write(evaluation)
+    )
+    handoff.write(evaluation)
+    write_pointer(evaluation, handoff.evaluation)
     log.info("balanced accuracy on the test split: %.4f", balanced_accuracy)
     return balanced_accuracy
 
@@ -306,7 +341,10 @@ def batch_score(
     instance_count: int,
 ) -> JobResult:
     """Score the JPEGs under ``images_uri`` with a registered version into ``predictions``
-    (``predictions.jsonl``: one JSON line per image)."""
+    (``predictions.jsonl``: one JSON line per image; on SageMaker it stays in S3 and the
+    artifact points at it: metadata ``predictions``)."""
+    from skinlesion.batch import PREDICTIONS_FILE
+
     configure_logging()
     be = get_backend(backend)
     request = BatchScoreRequest(
@@ -319,9 +357,15 @@ def batch_score(
         task_name="batch-score",
     )
     result = _run_recorded(predictions, lambda: be.batch_score(request))
+    location = result.remote_output_uri or result.output_uri
     predictions.metadata.update(
-        {"images": int(result.details.get("images", 0)), "model_version_arn": model_version_arn}
+        {
+            "images": int(result.details.get("images", 0)),
+            "model_version_arn": model_version_arn,
+            "predictions": f"{location.rstrip('/')}/{PREDICTIONS_FILE}",
+        }
     )
+    write_pointer(predictions, location)
     return result
 
 

@@ -143,10 +143,11 @@ def test_a_completed_job_without_its_output_is_an_error(backend: SageMakerBacken
         )
 
 
-def test_local_paths_are_staged_in_and_outputs_downloaded(
+def test_local_paths_are_staged_in_and_outputs_stay_in_s3(
     backend: SageMakerBackend, clients: AwsClients, tmp_path: Path
 ) -> None:
-    """kfp.local hands local paths: inputs are uploaded once, outputs come back to the path."""
+    """kfp.local hands local paths: inputs are uploaded once; the output artifact's path gets no
+    data (the step writes a pointer there): the job writes under job-outputs/<job>/."""
     data = tmp_path / "isic"
     (data / "images").mkdir(parents=True)
     (data / "labels.csv").write_text(
@@ -156,22 +157,26 @@ def test_local_paths_are_staged_in_and_outputs_downloaded(
     output = tmp_path / "dataset"
     request = PreprocessRequest(data_uri=str(data), output_uri=str(output), run_id=RUN)
     name = backend.job_name_for("preprocess", "", RUN, "")[0]
-    staged_output = f"s3://{MODELS}/staging/{name}/dataset"
-    put_json(clients.client("s3"), f"{staged_output}/manifest.json", {"splits": {"train": 1}})
+    job_output = f"s3://{MODELS}/job-outputs/{name}/dataset/"
+    put_json(clients.client("s3"), f"{job_output}manifest.json", {"splits": {"train": 1}})
     result = backend.preprocess(request)
-    assert json.loads((output / "manifest.json").read_text()) == {"splits": {"train": 1}}
-    assert result.output_uri == str(output)
+    assert result.output_uri == result.remote_output_uri == job_output
+    assert result.details["splits"] == {"train": 1}
+    assert not output.exists()  # nothing downloaded into the artifact's folder
     keys = {o["Key"] for o in clients.client("s3").list_objects_v2(Bucket=MODELS)["Contents"]}
     assert {f"staging/{name}/data/labels.csv", f"staging/{name}/data/images/ISIC_1.jpg"} <= keys
     job = clients.client("sagemaker").describe_processing_job(ProcessingJobName=name)
     assert job["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"s3://{MODELS}/staging/{name}/data/"
+    assert job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] == job_output
+    # The step's retry (the same run and task) finds the same job and the same output.
+    assert backend.preprocess(request).output_uri == job_output
 
 
-def test_training_to_a_local_model_folder_downloads_model_tar_gz(
+def test_training_for_a_local_model_artifact_leaves_model_tar_gz_in_s3(
     backend: SageMakerBackend, clients: AwsClients, tmp_path: Path
 ) -> None:
     name = backend.job_name_for("train", "", RUN, "train")[0]
-    archive_key = f"staging/{name}/model/{name}/output/model.tar.gz"
+    archive_key = f"job-outputs/{name}/model/{name}/output/model.tar.gz"
     source = tmp_path / "model"
     source.mkdir()
     (source / "model.json").write_text("{}")
@@ -185,10 +190,10 @@ def test_training_to_a_local_model_folder_downloads_model_tar_gz(
             dataset_uri=f"s3://{PROCESSED}/ds/", model_uri=str(out), run_id=RUN, task_name="train"
         )
     )
-    assert result.output_uri == str(out / "model.tar.gz")
-    assert result.remote_output_uri == f"s3://{MODELS}/{archive_key}"
-    with tarfile.open(out / "model.tar.gz") as tar:
-        assert tar.getnames() == ["model.json"]
+    assert result.output_uri == result.remote_output_uri == f"s3://{MODELS}/{archive_key}"
+    assert not out.exists()  # model.tar.gz is not downloaded into the artifact's folder
+    job = clients.client("sagemaker").describe_training_job(TrainingJobName=name)
+    assert job["OutputDataConfig"]["S3OutputPath"] == f"s3://{MODELS}/job-outputs/{name}/model/"
 
 
 def test_from_environment_reads_settings_when_called(
@@ -206,7 +211,10 @@ def test_from_environment_reads_settings_when_called(
     assert isinstance(backend, SageMakerBackend)
     assert backend.settings.models_bucket == "b1"
     assert backend.clients.client("sagemaker").meta.endpoint_url == endpoint
-    assert backend.artifact_location("/tmp/x", "s3://b/x") == "s3://b/x"
+    # An artifact gets a pointer, never the data: jobs are handed its local path and write
+    # under the job-outputs root, outside every artifact's URI prefix.
+    assert backend.artifact_location("/tmp/x", "s3://b/x") == "/tmp/x"
     assert backend.artifact_location("/tmp/x", "/tmp/x") == "/tmp/x"
+    assert backend.job_outputs_root == "s3://b1/job-outputs"
     with pytest.raises(ValueError, match="SKINLESION_SAGEMAKER_EXECUTION_ROLE_ARN"):
         backend.train(TrainRequest(dataset_uri="s3://b/d/", model_uri="s3://b/m/"))

@@ -6,14 +6,20 @@ CreateEndpointConfig, CreateEndpoint, RegisterScalableTarget, PutScalingPolicy. 
 records jobs (they finish at once and write nothing); ``JobSimulator`` executes each recorded
 job's module with SageMaker's container layout, so the outputs that flow from step to step are
 real. Endpoints on moto serve nothing: the deploy step is checked through the API's records.
+
+It also measures what KFP's launcher would download into each pod (``artifact_bytes``): the
+bytes of every input artifact. The steps hand each other pointers to the jobs' S3 outputs, so
+that is kilobytes, where it was the whole dataset and model.tar.gz (docs/kubeflow.md).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.aws.artifact_bytes import input_bytes
 from tests.aws.helpers import BUCKETS, make_settings
 from tests.aws.job_simulator import JobSimulator
 
@@ -23,6 +29,8 @@ from skinlesion.settings import env_name
 
 GROUP = "skinlesion-kfp-moto"
 ENDPOINT = "skinlesion-kfp-moto"
+# What a pod may download for one input artifact: a pointer and the step's job record, never data.
+POINTER_LIMIT = 64 * 1024
 
 
 @pytest.mark.slow
@@ -70,6 +78,35 @@ def test_training_pipeline_makes_its_sagemaker_calls(
             model_group=GROUP,
             endpoint_name=ENDPOINT,
         )
+    measured = input_bytes(tmp_path / "root", training_pipeline.pipeline_spec)
+    print(f"input artifact bytes per task: {measured}")
+    assert set(measured) == {"train", "evaluate", "baseline", "register"}, measured
+    oversized = {
+        f"{task}.{name}": size
+        for task, inputs in measured.items()
+        for name, size in inputs.items()
+        if size > POINTER_LIMIT
+    }
+    assert not oversized, f"input artifacts carry data, not pointers: {measured}"
+    # Each artifact holds a pointer to its job's output in S3 (and the job record, where the
+    # step keeps one), under job-outputs/<job>/: outside the pipeline root and outside the
+    # expiring staging/.
+    [run] = (tmp_path / "root").iterdir()
+    plane = S3DataPlane(s3, "s3://unused/")
+    outputs = f"s3://{BUCKETS['models_bucket']}/job-outputs/"
+    recorded = ["job.json", "pointer.json"]
+    for folder, files, data_file in (
+        ("preprocess/dataset", recorded, "manifest.json"),
+        ("train/model", recorded, ""),
+        ("evaluate/evaluation", recorded, "metrics.json"),
+        ("baseline/baseline", ["pointer.json"], "statistics.json"),
+    ):
+        artifact = run / folder
+        assert sorted(p.name for p in artifact.iterdir()) == files, folder
+        pointed = json.loads((artifact / "pointer.json").read_text())["uri"]
+        assert pointed.startswith(outputs), (folder, pointed)
+        target = pointed if not data_file else f"{pointed.rstrip('/')}/{data_file}"
+        assert plane.exists(target), target
     sagemaker: Any = clients.client("sagemaker")
     stages = [name.split("-")[2] for name in simulator.started]
     # baseline and evaluate both follow train; the pipeline fixes no order between them.
@@ -91,6 +128,9 @@ def test_training_pipeline_makes_its_sagemaker_calls(
 
     packages = sagemaker.list_model_packages(ModelPackageGroupName=GROUP)["ModelPackageSummaryList"]
     assert [p["ModelApprovalStatus"] for p in packages] == ["Approved"]
+    package = sagemaker.describe_model_package(ModelPackageName=packages[0]["ModelPackageArn"])
+    model_data = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    assert model_data.startswith(outputs) and model_data.endswith("/output/model.tar.gz")
     described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     assert described["EndpointStatus"] == "InService"
     config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])

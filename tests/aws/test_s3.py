@@ -27,7 +27,7 @@ def s3(clients: AwsClients) -> Any:
 
 @pytest.fixture
 def plane(s3: Any) -> S3DataPlane:
-    return S3DataPlane(s3, f"s3://{MODELS}/staging")
+    return S3DataPlane(s3, f"s3://{MODELS}/staging", output_root=f"s3://{MODELS}/job-outputs")
 
 
 def keys(s3: Any, prefix: str = "") -> list[str]:
@@ -77,8 +77,9 @@ def test_local_folders_and_files_are_staged_once(
         "staging/job-1/data/labels.csv",
         "staging/job-1/extra/one.csv",
     ]
+    # A local output path is an artifact's folder: the job writes under the output root.
     assert plane.output_uri(str(tmp_path / "out"), job_name="job-1", name="dataset") == (
-        f"s3://{MODELS}/staging/job-1/dataset/"
+        f"s3://{MODELS}/job-outputs/job-1/dataset/"
     )
     with pytest.raises(FileNotFoundError, match="does not exist"):
         plane.input_uri(str(tmp_path / "absent"), job_name="job-1", name="data")
@@ -91,6 +92,12 @@ def test_uploads_are_encrypted_with_the_kms_key(s3: Any, tmp_path: Path) -> None
     )
     head = s3.head_object(Bucket=MODELS, Key="staging/j/n/f.txt")
     assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", KMS)
+
+
+def test_a_local_output_without_an_output_root_is_refused(s3: Any, tmp_path: Path) -> None:
+    plane = S3DataPlane(s3, f"s3://{MODELS}/staging")
+    with pytest.raises(ValueError, match=r"no output root: pass an s3:// output or output_root="):
+        plane.output_uri(str(tmp_path / "out"), job_name="job-1", name="dataset")
 
 
 def test_download_of_a_prefix_and_of_an_object(plane: S3DataPlane, s3: Any, tmp_path: Path) -> None:

@@ -4,6 +4,10 @@ moto simulates job execution only in that it records jobs; here ``JobSimulator``
 created job's module as a subprocess with SageMaker's container layout (inputs from moto's S3,
 lines into moto's CloudWatch Logs, outputs back to S3), so the backend polls real InProgress
 jobs, streams their real logs, and hands real outputs from stage to stage.
+
+The requests are made as the pipeline steps make them: each output is the step's artifact folder
+(which receives only a pointer), each input the S3 URI the previous job wrote to (its handoff
+record), so the data stays in S3 under job-outputs/ and nothing reaches the artifact folders.
 """
 
 from __future__ import annotations
@@ -56,15 +60,17 @@ def test_preprocess_train_evaluate_register_deploy(
     simulated: JobSimulator,
     sample_data_dir: Path,
     caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     data = S3Uri.parse(f"s3://{BUCKETS['data_bucket']}/isic-sample")
     S3DataPlane(clients.client("s3"), "s3://unused/").upload(sample_data_dir, data)
     backend = fast_backend
+    artifacts = tmp_path / "artifacts"  # the steps' artifact folders, as kfp.local hands them
     with caplog.at_level(logging.INFO):
         dataset = backend.preprocess(
             PreprocessRequest(
                 data_uri=str(data),
-                output_uri=f"{ROOT}/preprocess/dataset",
+                output_uri=str(artifacts / "dataset"),
                 config=PreprocessConfig(image_size=48, workers=1),
                 run_id=RUN,
                 task_name="preprocess",
@@ -73,7 +79,7 @@ def test_preprocess_train_evaluate_register_deploy(
         trained = backend.train(
             TrainRequest(
                 dataset_uri=dataset.output_uri,
-                model_uri=f"{ROOT}/train/model",
+                model_uri=str(artifacts / "model"),
                 config=TrainConfig(epochs=1, image_size=48, batch_size=32, pretrained="none"),
                 run_id=RUN,
                 task_name="train",
@@ -82,15 +88,21 @@ def test_preprocess_train_evaluate_register_deploy(
         evaluated = backend.evaluate(
             EvaluateRequest(
                 dataset_uri=dataset.output_uri,
-                model_uri=f"{ROOT}/train/model",
-                output_uri=f"{ROOT}/evaluate/evaluation",
+                model_uri=trained.output_uri,  # model.tar.gz itself, as the train step hands it
+                output_uri=str(artifacts / "evaluation"),
                 run_id=RUN,
                 task_name="evaluate",
             )
         )
     assert simulated.started == [dataset.job_name, trained.job_name, evaluated.job_name]
     assert sum(split["count"] for split in dataset.details["splits"].values()) == 8 * 24
-    assert trained.output_uri == f"{ROOT}/train/model/{trained.job_name}/output/model.tar.gz"
+    outputs = f"s3://{BUCKETS['models_bucket']}/job-outputs"
+    assert dataset.output_uri == f"{outputs}/{dataset.job_name}/dataset/"
+    assert trained.output_uri == (
+        f"{outputs}/{trained.job_name}/model/{trained.job_name}/output/model.tar.gz"
+    )
+    assert evaluated.output_uri == f"{outputs}/{evaluated.job_name}/evaluation/"
+    assert not artifacts.exists()  # no job output was downloaded to an artifact folder
     assert "validation:balanced_accuracy" in trained.metrics
     assert 0.0 <= evaluated.metrics["balanced_accuracy"] <= 1.0
     # The training job's own epoch line reached the step's log through CloudWatch.
@@ -104,7 +116,7 @@ def test_preprocess_train_evaluate_register_deploy(
 
     version = backend.register(
         RegisterRequest(
-            model_uri=f"{ROOT}/train/model",
+            model_uri=trained.output_uri,
             evaluation_uri=evaluated.output_uri,
             model_group="skinlesion-simulated",
             metrics=evaluated.metrics,

@@ -19,9 +19,9 @@ from typing import Any
 
 from skinlesion.backends import get_backend
 from skinlesion.backends.base import BaselineRequest, MonitorRequest
-from skinlesion.handoff import ModelHandoff
+from skinlesion.handoff import DatasetHandoff, ModelHandoff
 from skinlesion.logs import configure_logging
-from skinlesion.steps import ArtifactLike, MetricsLike, job_identity
+from skinlesion.steps import ArtifactLike, MetricsLike, job_identity, write_pointer
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,9 @@ def monitor(
             "monitor_output": location,
         }
     )
+    # The window's summary and report are in the artifact; the rest of the job's output stays
+    # where the job wrote it.
+    write_pointer(output, location)
     log.info("Monitoring %s (%s): %s", endpoint_name, checks, summary["headline"])
     return bool(summary["alarm"])
 
@@ -225,14 +228,17 @@ def baseline(
     """Build the monitoring baseline of ``model`` on ``dataset`` into the ``baseline`` artifact.
 
     ``data_uri``: the ISIC folder of the original files, for encoding features (optional).
-    Returns where the baseline is (the monitoring pipeline's ``baseline_uri``).
+    Returns where the baseline is (the monitoring pipeline's ``baseline_uri``). The dataset and
+    the model are read where their records point (nothing of them is in this step's pod); on
+    SageMaker the baseline stays in S3 and the artifact points at it.
     """
     configure_logging()
     be = get_backend(backend)
     handed = ModelHandoff.read(model)
     result = be.baseline(
         BaselineRequest(
-            dataset_uri=be.artifact_location(dataset.path, dataset.uri),
+            dataset_uri=DatasetHandoff.read(dataset).dataset
+            or be.artifact_location(dataset.path, dataset.uri),
             model_uri=handed.job_model_data or be.artifact_location(model.path, model.uri),
             output_uri=be.artifact_location(baseline.path, baseline.uri),
             raw_uri=data_uri,
@@ -245,5 +251,6 @@ def baseline(
     )
     location = result.remote_output_uri or result.output_uri
     baseline.metadata.update({"baseline_uri": location, "split": split})
+    write_pointer(baseline, location)
     log.info("Monitoring baseline at %s", location)
     return location

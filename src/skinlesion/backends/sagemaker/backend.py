@@ -65,6 +65,10 @@ from skinlesion.settings import Settings
 log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
+# Where jobs write what a step hands on: outside the pipeline root (KFP's launcher downloads an
+# input artifact's whole URI prefix into the pod) and outside staging/ (which expires, while the
+# registry points at model.tar.gz and the dataset for good).
+JOB_OUTPUTS_PREFIX = "job-outputs"
 REQUIRED_FOR_JOBS = (
     "region",
     "sagemaker_execution_role_arn",
@@ -120,8 +124,15 @@ class SageMakerBackend(Backend):
         return S3DataPlane(
             self.clients.client("s3"),
             self.settings.staging_root,
+            output_root=self.job_outputs_root,
             kms_key_id=self.settings.kms_key_arn,
         )
+
+    @property
+    def job_outputs_root(self) -> str:
+        """Where a job writes the data its step's artifact points at:
+        ``<root>/<job name>/<output name>/``, the same for every attempt of the step."""
+        return f"s3://{self.settings.models_bucket}/{JOB_OUTPUTS_PREFIX}"
 
     @property
     def registry(self) -> ModelRegistry:
@@ -160,8 +171,14 @@ class SageMakerBackend(Backend):
         return self.settings.default_endpoint_name
 
     def artifact_location(self, path: str, uri: str) -> str:
-        """The artifact's s3:// URI when it has one (SageMaker reads and writes it directly)."""
-        return uri if is_s3_uri(uri) else path
+        """The artifact's local path, never its URI: the artifact receives only a pointer.
+
+        KFP's launcher downloads every input artifact's URI prefix into the next pod, so data
+        written there would travel into pods that only pass URIs on. A job handed this local
+        path writes under ``job_outputs_root`` instead and nothing is downloaded back; the step
+        hands the next one that S3 URI (``skinlesion.handoff``).
+        """
+        return path
 
     def s3_client(self) -> Any:
         return self.clients.client("s3")
@@ -191,7 +208,7 @@ class SageMakerBackend(Backend):
         build: Callable[[str, JobContext, S3DataPlane, str], dict[str, Any]],
     ) -> tuple[JobState, str]:
         """The one life of every processing stage: name the job, stage its inputs, build and run
-        the request, deliver its output. Returns the final state and the output's S3 URI."""
+        the request. Returns the final state and the output's S3 URI (left in S3)."""
         self.settings.require(*REQUIRED_FOR_JOBS)
         name, context = self.job_name_for(
             stage, request.job_name, request.run_id, request.task_name
@@ -205,14 +222,13 @@ class SageMakerBackend(Backend):
         self,
         state: JobState,
         output_uri: str,
-        requested_output: str,
         metrics: Mapping[str, Any] | None = None,
         **details: Any,
     ) -> JobResult:
         return JobResult(
             job_name=state.name,
             status=state.status,
-            output_uri=self._deliver(output_uri, requested_output),
+            output_uri=output_uri,
             remote_output_uri=output_uri,
             metrics={
                 k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))
@@ -240,7 +256,7 @@ class SageMakerBackend(Backend):
             "preprocess", request, request.output_uri, "dataset", build
         )
         splits = self._read_json(join_uri(output, MANIFEST_FILE)).get("splits", {})
-        return self._processing_result(state, output, request.output_uri, splits=splits)
+        return self._processing_result(state, output, splits=splits)
 
     def evaluate(self, request: EvaluateRequest) -> JobResult:
         """A processing job running ``skinlesion.jobs.evaluate``; returns metrics.json's numbers."""
@@ -262,7 +278,7 @@ class SageMakerBackend(Backend):
             "evaluate", request, request.output_uri, "evaluation", build
         )
         metrics = self._read_json(join_uri(output, METRICS_FILE))
-        return self._processing_result(state, output, request.output_uri, metrics)
+        return self._processing_result(state, output, metrics)
 
     def baseline(self, request: BaselineRequest) -> JobResult:
         """A processing job running ``skinlesion.jobs.baseline``."""
@@ -285,7 +301,7 @@ class SageMakerBackend(Backend):
         state, output = self._run_processing(
             "baseline", request, request.output_uri, "baseline", build
         )
-        return self._processing_result(state, output, request.output_uri)
+        return self._processing_result(state, output)
 
     def capture_root(self, request: MonitorRequest) -> str:
         capture_root = request.capture_uri or self.settings.default_capture_uri
@@ -336,7 +352,7 @@ class SageMakerBackend(Backend):
         state, output = self._run_processing(
             "monitor", request, request.output_uri, "monitor", build
         )
-        return self._processing_result(state, output, request.output_uri, files=len(objects))
+        return self._processing_result(state, output, files=len(objects))
 
     def list_capture_files(
         self, endpoint_name: str, capture_uri: str, start: datetime | None, end: datetime | None
@@ -375,9 +391,6 @@ class SageMakerBackend(Backend):
             raise JobOutputMissingError(
                 f"Training job {state.name} completed without ModelArtifacts."
             )
-        model_data = archive
-        if not is_s3_uri(request.model_uri):
-            model_data = str(self._download_file(archive, Path(request.model_uri)))
         metrics = {
             m["MetricName"]: float(m["Value"]) for m in description.get("FinalMetricDataList", [])
         }
@@ -404,7 +417,7 @@ class SageMakerBackend(Backend):
         return JobResult(
             job_name=state.name,
             status=state.status,
-            output_uri=model_data,
+            output_uri=archive,
             remote_output_uri=archive,
             metrics=metrics,
             details=details,
@@ -457,7 +470,7 @@ class SageMakerBackend(Backend):
         return JobResult(
             job_name=state.name,
             status=state.status,
-            output_uri=self._deliver(output_uri, request.output_uri),
+            output_uri=output_uri,
             remote_output_uri=output_uri,
             details={
                 "images": len(lines),
@@ -613,14 +626,3 @@ class SageMakerBackend(Backend):
         if not isinstance(value, dict):
             raise JobOutputMissingError(f"{uri} holds a {type(value).__name__}, not a JSON object.")
         return value
-
-    def _deliver(self, s3_uri: str, requested: str) -> str:
-        """Download a job's S3 output to the local path that was asked for, if it was local."""
-        if is_s3_uri(requested):
-            return requested
-        self.data_plane.download(s3_uri, Path(requested))
-        return requested
-
-    def _download_file(self, s3_uri: str, folder: Path) -> Path:
-        self.data_plane.download(s3_uri, folder)
-        return folder / s3_uri.rsplit("/", 1)[-1]

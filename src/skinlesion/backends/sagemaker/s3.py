@@ -1,9 +1,12 @@
 """The S3 data plane: s3:// URIs pass straight into job requests; local paths are staged once.
 
-On Kubeflow every artifact URI is already ``s3://`` and goes into a channel, a ProcessingInput or
-an output path unchanged: nothing is copied. When a step runs elsewhere (kfp.local) and hands a
-local path, the path is uploaded under the staging prefix on the way in and downloaded on the way
-out. model.tar.gz is packed by ``skinlesion.artifacts`` and nowhere else.
+An ``s3://`` input goes into a channel or a ProcessingInput unchanged: nothing is copied. A job
+whose step hands a local path as its output (the step's artifact folder, which receives only a
+pointer) writes under the job-outputs root instead, ``<root>/<job name>/<output name>/``: the
+same place for every attempt of the step, outside any KFP artifact's URI prefix, so KFP's launcher
+never downloads the data into a pod. Nothing comes back to the local path. A local input (a
+kfp.local run of a folder on disk) is uploaded under the staging prefix once. model.tar.gz is
+packed by ``skinlesion.artifacts`` and nowhere else.
 """
 
 from __future__ import annotations
@@ -69,9 +72,12 @@ def join_uri(uri: str, *parts: str) -> str:
 class S3DataPlane:
     """Moves what must move between local paths and S3, and finds objects jobs wrote."""
 
-    def __init__(self, s3: Any, staging_root: str, *, kms_key_id: str = "") -> None:
+    def __init__(
+        self, s3: Any, staging_root: str, *, output_root: str = "", kms_key_id: str = ""
+    ) -> None:
         self.s3 = s3
         self.staging_root = staging_root
+        self.output_root = output_root
         self.kms_key_id = kms_key_id
 
     # --- inputs -----------------------------------------------------------------------------
@@ -89,10 +95,16 @@ class S3DataPlane:
         return str(destination) + "/"
 
     def output_uri(self, uri: str, *, job_name: str, name: str) -> str:
-        """The S3 URI a job writes ``uri`` to: itself if s3://, else a staging prefix."""
+        """The S3 URI a job writes to: ``uri`` itself if s3://; for a local path (the step's
+        artifact folder, which gets a pointer, not the data) ``<output root>/<job>/<name>/``."""
         if is_s3_uri(uri):
             return uri
-        return str(S3Uri.parse(self.staging_root).join(job_name, name)) + "/"
+        if not self.output_root:
+            raise ValueError(
+                f"Output {name} of job {job_name} is the local path {uri!r} and this data plane "
+                "has no output root: pass an s3:// output or output_root=s3://<bucket>/<prefix>."
+            )
+        return str(S3Uri.parse(self.output_root).join(job_name, name)) + "/"
 
     def upload(self, source: Path, destination: S3Uri) -> int:
         """Upload a file (to ``destination/<name>``) or a folder's tree; returns the file count."""
