@@ -2,7 +2,10 @@
 
 A step writes its record with ``write(artifact)`` and the next reads it with ``read(artifact)``;
 this module is the one place that knows the metadata keys. On Kubeflow the records travel in
-ML Metadata with the artifacts, so the next pod learns where the data is without downloading it.
+ML Metadata with the artifacts, so the next pod learns where the data is without downloading it:
+KFP's launcher downloads every input artifact into the pod, so on SageMaker the artifacts hold
+only a pointer (``skinlesion.steps.write_pointer``) and these records are how the next step finds
+the data in S3.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ class DatasetHandoff(_Handoff):
     """The preprocess step's dataset: where the arrays are and how they were made."""
 
     written_by: ClassVar[str] = "preprocess"
-    dataset: str = ""  # the dataset folder (local path or s3://)
+    dataset: str = ""  # the dataset folder: the artifact's path locally, s3:// job output on AWS
     data_uri: str = ""  # the ISIC folder it was made from
     image_size: int = 0
     splits: dict[str, Any] = field(default_factory=dict)
@@ -60,7 +63,7 @@ class ModelHandoff(_Handoff):
     """The train step's model: model.tar.gz where the step reads it and where a job reads it."""
 
     written_by: ClassVar[str] = "train"
-    model_data: str = ""  # model.tar.gz where the pipeline step can read it
+    model_data: str = ""  # model.tar.gz where the steps read it (s3:// on SageMaker)
     job_model_data: str = ""  # the same archive where a job reads it (s3:// on SageMaker)
     architecture: str = ""
     image_size: int = 0
