@@ -187,7 +187,7 @@ def test_the_runs_cost_adds_up_along_the_steps_and_reaches_the_registry(
     folder.mkdir()
     (folder / "metrics.json").write_text(json.dumps({"balanced_accuracy": 0.9}))
     (tmp_path / "model.tar.gz").write_bytes(b"x")
-    arn, _ = steps.register(
+    steps.register(
         backend="local",
         model=FakeArtifact(str(tmp_path), metadata={"model_data": str(tmp_path / "model.tar.gz")}),
         evaluation=FakeArtifact(

@@ -227,8 +227,9 @@ class Backend(abc.ABC):
         return "skinlesion"
 
     def artifact_location(self, path: str, uri: str) -> str:
-        """Where a job should read or write a KFP artifact: its local path, or (remote
-        backends) its URI, so that SageMaker reads and writes S3 without copies."""
+        """What a step hands its job as the output location of a KFP artifact: its local path.
+        A remote backend writes the data elsewhere (SageMaker: ``job-outputs/`` in S3) and the
+        step leaves only a pointer in the artifact, so the next pod downloads kilobytes."""
         return path
 
     # --- storage: artifact URIs this backend hands out (paths locally, s3:// on SageMaker) ---
