@@ -199,8 +199,9 @@ class JobRunner(abc.ABC):
             self.logs, self.log_group, name, sink=self.log_sink, page_size=self.log_page_size
         )
         seen: tuple[str, str] | None = None
-        with self._leave_running_on_signals(name):
+        with self._leave_running_on_signals(name) as interrupted:
             while True:
+                interrupted.raise_if_set()
                 state = self._state(name, self._describe(name))
                 if (state.status, state.secondary_status) != seen:
                     seen = (state.status, state.secondary_status)
@@ -212,6 +213,7 @@ class JobRunner(abc.ABC):
                 if self.clock() >= deadline:
                     self._stop_quietly(name)
                     raise JobTimeoutError(self.kind, name, self.timeout_seconds)
+                interrupted.raise_if_set()
                 self.sleep(self.poll_seconds)
         self._stream(streamer)  # lines that reached CloudWatch after the last poll
         return self._raise_for(state)
@@ -255,36 +257,54 @@ class JobRunner(abc.ABC):
             log.error("Could not stop SageMaker %s %s: %s", self.kind, name, error)
 
     @contextlib.contextmanager
-    def _leave_running_on_signals(self, name: str) -> Iterator[None]:
+    def _leave_running_on_signals(self, name: str) -> Iterator[Interruption]:
         """While waiting, SIGTERM/SIGINT end the wait (JobInterruptedError), not the job.
 
         A node drain or a pod eviction sends the same SIGTERM as a cancelled run; stopping the
         job here would make the retried step start a new attempt (``-a2``) instead of
         re-attaching. The job is stopped only when the run really ends cancelled or failed: the
         pipeline's exit handler calls ``Backend.stop_jobs(run_id)``.
+
+        The handler only records the signal; the wait loop raises at its next check (within one
+        poll interval). Raising from the handler itself would surface inside whatever library
+        call was running, where a broad ``except`` (botocore's, urllib3's) can swallow it.
         """
+        interruption = Interruption(self.kind, name)
         if threading.current_thread() is not threading.main_thread():
             log.debug("Not the main thread: signals are left to the main thread (%s)", name)
-            yield
+            yield interruption
             return
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            signal.signal(signum, signal.SIG_IGN)  # a second signal must not interrupt the exit
-            log.warning(
-                "%s received: leaving SageMaker %s %s running; a retried step re-attaches to it, "
-                "the run's exit handler stops it if the run is cancelled",
-                signal.Signals(signum).name,
-                self.kind,
-                name,
-            )
-            raise JobInterruptedError(self.kind, name, signal.Signals(signum).name)
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+        previous = {
+            sig: signal.signal(sig, interruption.handler) for sig in (signal.SIGTERM, signal.SIGINT)
+        }
         try:
-            yield
+            yield interruption
         finally:
             for sig, old in previous.items():
                 signal.signal(sig, old)
+
+
+class Interruption:
+    """The signal a waiting step received, raised as JobInterruptedError by the wait loop."""
+
+    def __init__(self, kind: str, name: str) -> None:
+        self.kind, self.name = kind, name
+        self.signal_name = ""
+
+    def handler(self, signum: int, frame: FrameType | None) -> None:
+        # Only record it: no I/O in a signal handler (it may interrupt a write in progress).
+        self.signal_name = self.signal_name or signal.Signals(signum).name
+
+    def raise_if_set(self) -> None:
+        if self.signal_name:
+            log.warning(
+                "%s received: leaving SageMaker %s %s running; a retried step re-attaches to it, "
+                "the run's exit handler stops it if the run is cancelled",
+                self.signal_name,
+                self.kind,
+                self.name,
+            )
+            raise JobInterruptedError(self.kind, self.name, self.signal_name)
 
 
 class ProcessingJobRunner(JobRunner):
