@@ -13,6 +13,7 @@ def register(
     backend: str,
     model: Input[Model],
     evaluation: Input[Artifact],
+    baseline: Input[Artifact],
     model_group: str,
     data_uri: str,
     architecture: str,
@@ -29,6 +30,8 @@ def register(
         backend: ``local`` or ``sagemaker``.
         model: The train step's output.
         evaluation: The evaluate step's output (metrics.json, report.html).
+        baseline: The baseline step's output (a pointer): kept with the version, so the
+            monitor compares traffic with the baseline of whichever version is deployed.
         model_group: Model package group name.
         data_uri: The training data's URI, kept as lineage.
         architecture: The network's architecture, kept as metadata.
@@ -47,6 +50,7 @@ def register(
         backend=backend,
         model=model,
         evaluation=evaluation,
+        baseline=baseline,
         model_group=model_group,
         data_uri=data_uri,
         architecture=architecture,

@@ -109,7 +109,7 @@ def training_pipeline(
         balanced_accuracy = evaluate_op.outputs["Output"]
         # Every trained model gets its drift baseline (docs/monitoring.md), gate passed or not:
         # the monitoring pipeline compares the endpoint's requests with it.
-        aws_step(
+        baseline_op = aws_step(
             baseline(
                 backend=backend,
                 dataset=preprocess_op.outputs["dataset"],
@@ -126,6 +126,7 @@ def training_pipeline(
                 backend=backend,
                 model=train_op.outputs["model"],
                 evaluation=evaluate_op.outputs["evaluation"],
+                baseline=baseline_op.outputs["baseline"],
                 model_group=model_group,
                 data_uri=data_uri,
                 architecture=architecture,

@@ -266,6 +266,7 @@ def register(
     min_malignant_sensitivity: float = 0.0,
     git_commit: str = "",
     run_id: str = "",
+    baseline: ArtifactLike | None = None,
 ) -> tuple[str, str]:
     """Register the model version; return its ARN and approval status.
 
@@ -300,6 +301,7 @@ def register(
             dataset_uri=handed.dataset,
             model_card_uri=f"{evaluation_uri.rstrip('/')}/model_card.md",
             run_cost_usd=evaluation.metadata.get("run_cost_usd"),
+            baseline_uri=str(baseline.metadata.get("baseline_uri", "")) if baseline else "",
         )
     )
     log.info("model version %s: %s", version.arn, version.approval_status.value)

@@ -163,6 +163,7 @@ class RegisterRequest:
     dataset_uri: str = ""  # the preprocessed dataset folder (its manifest.json), kept as lineage
     model_card_uri: str = ""  # the evaluate step's model card (model_card.md), kept with the entry
     run_cost_usd: float | None = None  # estimated cost of the run's jobs up to evaluation
+    baseline_uri: str = ""  # the model's monitoring baseline (the monitor finds it through this)
 
 
 @dataclass(frozen=True)
@@ -280,6 +281,18 @@ class Backend(abc.ABC):
             )
             return None
         return self.run_monitor_job(request, capture_uri, files)
+
+    def deployed_baseline(self, endpoint_name: str) -> str:
+        """The baseline of the version the endpoint serves now, from its registry entry ("" when
+        the entry records none): a redeploy changes what the monitor compares with."""
+        version_arn = self.describe_endpoint(endpoint_name).model_version_arn
+        if not version_arn:
+            return ""
+        return self.describe_version(version_arn).metadata.get("baseline_uri", "")
+
+    @abc.abstractmethod
+    def describe_version(self, model_version_arn: str) -> ModelVersion:
+        """One registry entry with its metrics and metadata."""
 
     @abc.abstractmethod
     def capture_root(self, request: MonitorRequest) -> str:

@@ -214,8 +214,10 @@ class LocalBackend(Backend):
     def run_monitor_job(
         self, request: MonitorRequest, capture_uri: str, files: list[str]
     ) -> JobResult:
-        baseline = request.baseline_uri or self.endpoint_baseline(
-            request.endpoint_name, request.dataset_uri
+        baseline = (
+            request.baseline_uri
+            or self._registered_baseline(request.endpoint_name)
+            or self.endpoint_baseline(request.endpoint_name, request.dataset_uri)
         )
         output = storage.local_path(request.output_uri)
         args = [
@@ -276,6 +278,13 @@ class LocalBackend(Backend):
             record.capture_uri or str(folder / CAPTURE_DIR),
             record.model_version_arn,
         )
+
+    def _registered_baseline(self, endpoint_name: str) -> str:
+        """The deployed version's registered baseline, if the endpoint is up and it has one."""
+        if self._read_endpoint(endpoint_name) is None:
+            return ""
+        found = self.deployed_baseline(endpoint_name)
+        return found if found and storage.local_path(found).is_dir() else ""
 
     def endpoint_baseline(self, endpoint_name: str, dataset_uri: str = "") -> str:
         """The baseline of the model the local endpoint serves, built once and kept beside it.
@@ -367,6 +376,7 @@ class LocalBackend(Backend):
             "dataset_uri": request.dataset_uri,
             "model_card_uri": request.model_card_uri,
             "run_cost_usd": "" if request.run_cost_usd is None else f"{request.run_cost_usd:.4f}",
+            "baseline_uri": request.baseline_uri,
         }
         return self.registry.create_version(
             request.model_group,
@@ -381,6 +391,9 @@ class LocalBackend(Backend):
 
     def set_approval_status(self, model_version_arn: str, status: ApprovalStatus) -> ModelVersion:
         return self.registry.update_status(model_version_arn, status)
+
+    def describe_version(self, model_version_arn: str) -> ModelVersion:
+        return self.registry.get(model_version_arn)
 
     # -- endpoint ---------------------------------------------------------------------------
     def _endpoint_dir(self, name: str) -> Path:

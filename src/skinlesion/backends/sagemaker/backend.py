@@ -3,6 +3,7 @@ operation, SNS message or CloudWatch metric."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -317,12 +318,14 @@ class SageMakerBackend(Backend):
     ) -> JobResult:
         """A processing job running ``skinlesion.jobs.monitor`` over the window's capture files
         (a ManifestFile input)."""
-        if not request.baseline_uri:
+        baseline_uri = request.baseline_uri or self.deployed_baseline(request.endpoint_name)
+        if not baseline_uri:
             raise MonitoringSetupError(
-                "No baseline_uri: with backend=sagemaker pass the S3 folder that the baseline job "
-                "wrote for the deployed model (pipelines.monitoring.baseline_uri in the params "
-                "file)."
+                f"No baseline: the version endpoint {request.endpoint_name} serves records none "
+                "in the registry (registered before baselines were kept?). Pass baseline_uri: "
+                "the S3 folder the training run's Baseline step wrote for that model."
             )
+        request = dataclasses.replace(request, baseline_uri=baseline_uri)
         objects = files
         model_uri = request.model_uri or str(
             self._read_json(join_uri(request.baseline_uri, BASELINE_STATISTICS_FILE))["model"][
@@ -518,6 +521,10 @@ class SageMakerBackend(Backend):
             model_group or self.settings.model_package_group_name, details=details
         )
 
+    def describe_version(self, model_version_arn: str) -> ModelVersion:
+        """DescribeModelPackage as a ModelVersion (metrics and metadata included)."""
+        return self.registry.describe(model_version_arn)
+
     def set_approval_status(self, model_version_arn: str, status: ApprovalStatus) -> ModelVersion:
         """Approve or reject a version by hand."""
         return self.registry.set_approval_status(model_version_arn, status)
@@ -542,13 +549,19 @@ class SageMakerBackend(Backend):
         return self.deployer.deploy(request)
 
     def describe_endpoint(self, endpoint_name: str) -> Endpoint:
-        """DescribeEndpoint as an ``Endpoint`` (the model version from the endpoint's tags)."""
+        """DescribeEndpoint as an ``Endpoint``. The model version it serves is read from the tags
+        of its current endpoint config (one per deployment), not the endpoint's own tags, which
+        keep the version it was created with through every blue/green update."""
         description = self.deployer.describe_endpoint(endpoint_name)
         if description is None:
             raise EndpointNotFoundError(
                 f"No SageMaker endpoint named {endpoint_name!r} in {self.settings.region}."
             )
-        tags = self.clients.client("sagemaker").list_tags(ResourceArn=description["EndpointArn"])
+        sagemaker = self.clients.client("sagemaker")
+        config = sagemaker.describe_endpoint_config(
+            EndpointConfigName=description["EndpointConfigName"]
+        )
+        tags = sagemaker.list_tags(ResourceArn=config["EndpointConfigArn"])
         version = next(
             (t["Value"] for t in tags.get("Tags", []) if t["Key"] == "skinlesion:model-package"),
             "",

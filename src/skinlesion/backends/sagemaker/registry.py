@@ -360,6 +360,7 @@ def customer_metadata(
         "architecture": request.architecture,
         "evaluation_uri": metrics_uri,
         "model_card_uri": request.model_card_uri,
+        "baseline_uri": request.baseline_uri,
         "run_cost_usd": "" if request.run_cost_usd is None else f"{request.run_cost_usd:.4f}",
         **(lineage or {}),
     }
