@@ -4,6 +4,7 @@ SageMaker's ProcessingInputs mount (``/opt/ml/processing/input/<name>``) as defa
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT
@@ -34,3 +35,12 @@ def add_dataset_model_output(parser: argparse.ArgumentParser, output: str, what:
         default=Path(default_output),
         help=f"where {what} go (default {default_output})",
     )
+
+
+def job_parser(
+    module: str, description: str, add_arguments: Callable[[argparse.ArgumentParser], None]
+) -> argparse.ArgumentParser:
+    """The parser of ``python -m <module>`` (a SageMaker job's ContainerArguments)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=description)
+    add_arguments(parser)
+    return parser

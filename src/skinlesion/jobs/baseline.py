@@ -17,7 +17,7 @@ from pathlib import Path
 
 from skinlesion.contract import PROCESSING_INPUT, JobKind, run_job
 from skinlesion.data.store import SPLITS
-from skinlesion.jobs.arguments import add_dataset_model_output
+from skinlesion.jobs.arguments import add_dataset_model_output, job_parser
 from skinlesion.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -67,12 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m skinlesion.jobs.baseline",
-        description="Build the monitoring baseline of a model on a dataset split.",
+    """The job's arguments (the ProcessingJob's ContainerArguments)."""
+    return job_parser(
+        "skinlesion.jobs.baseline",
+        "Build the monitoring baseline of a model on a dataset split.",
+        add_arguments,
     )
-    add_arguments(parser)
-    return parser
 
 
 def run_from_args(args: argparse.Namespace) -> Path:

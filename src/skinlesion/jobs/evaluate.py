@@ -38,7 +38,7 @@ import numpy as np
 from skinlesion.config import PRECISIONS
 from skinlesion.contract import JobKind, run_job
 from skinlesion.data.store import SPLITS, read_manifest, read_split, read_split_metadata
-from skinlesion.jobs.arguments import add_dataset_model_output
+from skinlesion.jobs.arguments import add_dataset_model_output, job_parser
 from skinlesion.logs import configure_logging
 from skinlesion.metrics import (
     EvaluationResult,
@@ -81,13 +81,12 @@ GRADCAM_EXAMPLES = 6
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    """The job's arguments (the SageMaker ProcessingJob's ContainerArguments)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m skinlesion.jobs.evaluate",
-        description="Evaluate a model bundle on a preprocessed dataset split.",
+    """The job's arguments (the ProcessingJob's ContainerArguments)."""
+    return job_parser(
+        "skinlesion.jobs.evaluate",
+        "Evaluate a model bundle on a preprocessed dataset split.",
+        add_arguments,
     )
-    add_arguments(parser)
-    return parser
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

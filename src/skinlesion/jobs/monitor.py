@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 
 from skinlesion.contract import PROCESSING_INPUT, PROCESSING_OUTPUT, JobKind, run_job
+from skinlesion.jobs.arguments import job_parser
 from skinlesion.logs import configure_logging
 
 log = logging.getLogger(__name__)
@@ -114,12 +115,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def get_args_parser() -> argparse.ArgumentParser:
     """The job's arguments (the ProcessingJob's ContainerArguments)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m skinlesion.jobs.monitor",
-        description="Compare a window of captured requests with the monitoring baseline.",
+    return job_parser(
+        "skinlesion.jobs.monitor",
+        "Compare a window of captured requests with the monitoring baseline.",
+        add_arguments,
     )
-    add_arguments(parser)
-    return parser
 
 
 def fetch_s3_inputs(args: argparse.Namespace, scratch: Path) -> None:
