@@ -13,6 +13,7 @@ def deploy(
     instance_type: str = "ml.m5.large",
     min_instances: int = 1,
     max_instances: int = 5,
+    capture_percentage: int = 100,
 ) -> str:
     """Create or update (blue/green) the endpoint; return its invocation URL.
 
@@ -23,6 +24,7 @@ def deploy(
         instance_type: SageMaker instance type (ignored locally).
         min_instances: Autoscaling minimum.
         max_instances: Autoscaling maximum.
+        capture_percentage: Share of requests (0-100) that data capture keeps for monitoring.
     """
     from skinlesion import steps
 
@@ -33,4 +35,5 @@ def deploy(
         instance_type=instance_type,
         min_instances=min_instances,
         max_instances=max_instances,
+        capture_percentage=capture_percentage,
     )

@@ -24,6 +24,7 @@ def deploy_pipeline(
     instance_type: str = "ml.m5.large",
     min_instances: int = 1,
     max_instances: int = 5,
+    capture_percentage: int = 100,  # data capture's share of requests, for monitoring
 ) -> None:
     """1. Deploy: the version must be Approved (the step refuses any other status)."""
     aws_step(
@@ -34,6 +35,7 @@ def deploy_pipeline(
             instance_type=instance_type,
             min_instances=min_instances,
             max_instances=max_instances,
+            capture_percentage=capture_percentage,
         ).set_display_name("Deploy"),
         cache=False,
     )

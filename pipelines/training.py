@@ -48,6 +48,7 @@ def training_pipeline(
     instance_type: str = "ml.m5.large",
     min_instances: int = 1,
     max_instances: int = 5,
+    capture_percentage: int = 100,  # data capture's share of requests, for monitoring
     git_commit: str = "",
     seed: int = _PREPROCESS.seed,
 ):
@@ -148,6 +149,7 @@ def training_pipeline(
                     instance_type=instance_type,
                     min_instances=min_instances,
                     max_instances=max_instances,
+                    capture_percentage=capture_percentage,
                 ).set_display_name("Deploy"),
                 cache=False,
             )

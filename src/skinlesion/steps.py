@@ -316,6 +316,7 @@ def deploy(
     instance_type: str,
     min_instances: int,
     max_instances: int,
+    capture_percentage: int = 100,
 ) -> str:
     """Deploy an Approved version; return the endpoint's URL (an empty ``endpoint_name``: the
     backend's default, which on AWS lies inside the IAM name prefix)."""
@@ -328,6 +329,7 @@ def deploy(
             instance_type=instance_type,
             min_instances=min_instances,
             max_instances=max_instances,
+            capture_percentage=capture_percentage,
         )
     )
     return endpoint.url

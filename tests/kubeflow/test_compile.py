@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -332,3 +333,14 @@ def test_a_module_with_two_pipelines_must_name_one(tmp_path: Path) -> None:
         discover_pipelines(_package(tmp_path, "kf_two_pipelines", two))
     chosen = discover_pipelines(_package(tmp_path, "kf_chosen", two + "\n\nPIPELINE = b\n"))
     assert chosen["graphs"].pipeline_name == "b"
+
+
+def test_the_deploy_step_takes_the_capture_percentage_from_the_pipeline(
+    documents: list[dict[str, Any]],
+) -> None:
+    """Data capture's share is a pipeline parameter (prod's params file sets 20), not 100 always."""
+    tasks = _all_tasks(documents[0])
+    wired = tasks["deploy"]["inputs"]["parameters"]["capture_percentage"]
+    assert "capture_percentage" in json.dumps(wired)
+    inputs = documents[0]["root"]["inputDefinitions"]["parameters"]
+    assert inputs["capture_percentage"]["defaultValue"] == 100
