@@ -26,11 +26,14 @@ help: ## Show this help
 			END {for (i = 1; i <= NR; i++) { cell = sprintf("%-" width "s", name[i]); \
 				if (colour) cell = "\033[36m" cell "\033[0m"; printf "  %s  %s\n", cell, text[i] }}'
 
+# pip's own output (hundreds of lines on some machines) goes to .venv/install.log; on a
+# failure its tail is shown.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $@
+	@echo "Installing the project and its tools into $(VENV) (a few minutes the first time; log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[dev]'; } > $(VENV)/install.log 2>&1 \
+		|| { tail -n 30 $(VENV)/install.log; echo "pip failed: see $(VENV)/install.log" >&2; exit 1; }
+	@touch $@
 
 venv: $(STAMP) ## Create .venv and install the project with every extra
 
