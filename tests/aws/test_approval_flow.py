@@ -66,4 +66,5 @@ def test_the_deploy_pipeline_compiles_to_one_deploy_step(tmp_path: Path) -> None
         "instance_type",
         "min_instances",
         "max_instances",
+        "capture_percentage",
     }
