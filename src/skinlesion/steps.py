@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from skinlesion import storage
 from skinlesion.backends import get_backend
 from skinlesion.backends.base import (
     ApprovalStatus,
@@ -230,7 +231,7 @@ def evaluate(
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch)
         for name in ("kfp_metrics.json", "kfp_classification.json", "report.html"):
-            be.download(f"{result.output_uri.rstrip('/')}/{name}", local / name)
+            be.download(storage.join(result.output_uri, name), local / name)
         scalars = json.loads((local / "kfp_metrics.json").read_text())
         for name, value in sorted(scalars.items()):
             metrics.log_metric(name, float(value))
@@ -279,12 +280,11 @@ def register(
     be = get_backend(backend)
     handed = ModelHandoff.read(model)
     evaluation_uri = EvaluationHandoff.read(evaluation).evaluation
-    metrics = be.read_json(f"{evaluation_uri.rstrip('/')}/metrics.json")
+    metrics = be.read_json(storage.join(evaluation_uri, "metrics.json"))
     numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    malignant = numbers.get("malignant_sensitivity_at_threshold", float("-inf"))
     gate_passed = numbers.get("balanced_accuracy", float("-inf")) >= min_balanced_accuracy and (
-        numbers.get("malignant_sensitivity_at_threshold", float("-inf"))
-        >= min_malignant_sensitivity
-        or min_malignant_sensitivity <= 0
+        min_malignant_sensitivity <= 0 or malignant >= min_malignant_sensitivity
     )
     version = be.register(
         RegisterRequest(
@@ -299,7 +299,7 @@ def register(
             gate_passed=gate_passed,
             approval_margin=approval_margin,
             dataset_uri=handed.dataset,
-            model_card_uri=f"{evaluation_uri.rstrip('/')}/model_card.md",
+            model_card_uri=storage.join(evaluation_uri, "model_card.md"),
             run_cost_usd=evaluation.metadata.get("run_cost_usd"),
             baseline_uri=str(baseline.metadata.get("baseline_uri", "")) if baseline else "",
         )
@@ -366,7 +366,7 @@ def batch_score(
         {
             "images": int(result.details.get("images", 0)),
             "model_version_arn": model_version_arn,
-            "predictions": f"{location.rstrip('/')}/{PREDICTIONS_FILE}",
+            "predictions": storage.join(location, PREDICTIONS_FILE),
         }
     )
     write_pointer(predictions, location)

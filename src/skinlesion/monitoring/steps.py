@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from skinlesion import storage
 from skinlesion.backends import get_backend
 from skinlesion.backends.base import BaselineRequest, MonitorRequest
 from skinlesion.handoff import DatasetHandoff, ModelHandoff
@@ -109,7 +110,7 @@ def monitor(
     elif Path(result.output_uri) != output_dir:
         location = result.output_uri
         for name in (SUMMARY_FILE, REPORT_FILE):
-            be.download(f"{location.rstrip('/')}/{name}", output_dir / name)
+            be.download(storage.join(location, name), output_dir / name)
     summary = json.loads((output_dir / SUMMARY_FILE).read_text())
     Path(report.path).parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(output_dir / REPORT_FILE, report.path)
@@ -163,7 +164,7 @@ def notify(
     summary = _summary(monitor_output)
     report = str(monitor_output.metadata.get("monitor_output") or monitor_output.uri)
     subject, message = notification_text(
-        summary, endpoint_name=endpoint_name, report_uri=f"{report.rstrip('/')}/report.html"
+        summary, endpoint_name=endpoint_name, report_uri=storage.join(report, "report.html")
     )
     sent = be.notify(subject, message)
     Path(notification.path).parent.mkdir(parents=True, exist_ok=True)
