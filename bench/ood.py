@@ -87,9 +87,12 @@ def refused(predictor: object, images: np.ndarray) -> np.ndarray:
 
     _, embeddings = predictor.predict_with_embeddings(images)  # type: ignore[attr-defined]
     scores = predictor.ood_scores(embeddings)  # type: ignore[attr-defined]
-    threshold = predictor.model.ood_stats.threshold  # type: ignore[attr-defined]
+    stats = predictor.model.ood_stats  # type: ignore[attr-defined]
     return np.array(
-        [image_check(i) is not None or s > threshold for i, s in zip(images, scores, strict=True)]
+        [
+            image_check(i, stats.quality) is not None or s > stats.threshold
+            for i, s in zip(images, scores, strict=True)
+        ]
     )
 
 

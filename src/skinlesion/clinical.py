@@ -11,6 +11,11 @@ model bundle (``model.json`` plus ``ood.npz``), and applied identically by every
 - **out-of-distribution score**: the Mahalanobis distance of the penultimate features to the
   nearest class mean under one shared covariance (Lee et al. 2018), thresholded at a percentile
   of the validation scores; a cheap pixel check catches blank and saturated frames first.
+- **image quality**: seven pixel statistics per frame (sharpness, fine-to-coarse detail, mean
+  CIELAB colour, lightness and chroma spread), their Mahalanobis distance to the training
+  images' statistics, thresholded at a percentile of validation. It catches what the embedding
+  score misses (blur, colour casts, noise, photographs of other things) and names the statistic
+  that is furthest out, so the refusal says why.
 """
 
 from __future__ import annotations
@@ -207,6 +212,101 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     return float(min(max(temperature, 0.05), 20.0))
 
 
+QUALITY_STATISTICS = (
+    "sharpness",  # log variance of the luminance Laplacian: low when blurred, high when noisy
+    "fine-to-coarse detail",  # that at full minus half resolution: noise raises it, blur lowers it
+    "mean lightness",  # CIELAB L*
+    "mean red-green",  # CIELAB a*: colour casts move it
+    "mean yellow-blue",  # CIELAB b*
+    "lightness spread",  # log standard deviation of L*
+    "chroma spread",  # log standard deviation of the chroma sqrt(a*^2 + b*^2)
+)
+DEFAULT_QUALITY_PERCENTILE = 99.5
+
+
+def _laplacian_variance(grey: np.ndarray) -> float:
+    lap = grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def image_statistics(image: np.ndarray) -> np.ndarray:
+    """The QUALITY_STATISTICS of one uint8 (H, W, 3) frame, float64 (7,)."""
+    pixels = np.asarray(image, dtype=np.float64)
+    grey = pixels @ np.array([0.299, 0.587, 0.114])
+    fine = math.log(_laplacian_variance(grey) + 1e-3)
+    rows, cols = grey.shape[0] // 2 * 2, grey.shape[1] // 2 * 2
+    half = grey[:rows, :cols].reshape(rows // 2, 2, cols // 2, 2).mean(axis=(1, 3))
+    coarse = math.log(_laplacian_variance(half) + 1e-3)
+    lab = rgb_to_lab(np.asarray(image)[::4, ::4]).reshape(-1, 3)  # colour needs no full res
+    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    return np.array(
+        [
+            fine,
+            fine - coarse,
+            lab[:, 0].mean(),
+            lab[:, 1].mean(),
+            lab[:, 2].mean(),
+            math.log(lab[:, 0].std() + 1.0),
+            math.log(chroma.std() + 1.0),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class QualityStats:
+    """The training images' pixel statistics (mean, inverse covariance) and the threshold."""
+
+    mean: np.ndarray  # (7,) float64
+    precision: np.ndarray  # (7, 7) float64: inverse (shrunk) covariance
+    threshold: float
+    percentile: float
+
+    def distances(self, statistics: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of each row of (N, 7) ``statistics`` to the training mean."""
+        centred = np.atleast_2d(statistics) - self.mean
+        return np.sqrt(np.einsum("ij,jk,ik->i", centred, self.precision, centred))
+
+    def check(self, image: np.ndarray) -> str | None:
+        """Why ``image`` is unlike the training images (naming the furthest statistic), or None."""
+        stats = image_statistics(image)
+        distance = float(self.distances(stats)[0])
+        if distance <= self.threshold:
+            return None
+        spread = np.sqrt(np.diag(np.linalg.inv(self.precision)))
+        z = (stats - self.mean) / spread
+        worst = int(np.argmax(np.abs(z)))
+        side = "above" if z[worst] > 0 else "below"
+        return (
+            f"unlike the training images: pixel statistics out of range (distance "
+            f"{distance:.1f} above the threshold {self.threshold:.1f}); furthest out: "
+            f"{QUALITY_STATISTICS[worst]}, {abs(z[worst]):.1f} standard deviations {side} the "
+            "training images"
+        )
+
+
+def fit_quality(
+    train_images: np.ndarray,
+    val_images: np.ndarray,
+    *,
+    percentile: float = DEFAULT_QUALITY_PERCENTILE,
+) -> QualityStats:
+    """Pixel statistics of the training frames; the threshold is a percentile of validation's."""
+    from sklearn.covariance import LedoitWolf
+
+    if len(train_images) < len(QUALITY_STATISTICS) + 1 or len(val_images) == 0:
+        raise CalibrationError(
+            f"Image-quality fit needs > {len(QUALITY_STATISTICS)} training and >= 1 validation "
+            f"images (got {len(train_images)} and {len(val_images)})."
+        )
+    train = np.stack([image_statistics(image) for image in train_images])
+    mean = train.mean(axis=0)
+    precision = np.linalg.inv(LedoitWolf().fit(train - mean).covariance_)
+    stats = QualityStats(mean, precision, 0.0, percentile)
+    val = np.stack([image_statistics(image) for image in val_images])
+    threshold = float(np.percentile(stats.distances(val), percentile))
+    return QualityStats(mean, precision, threshold, percentile)
+
+
 @dataclass(frozen=True)
 class OodStats:
     """Class means and the whitening matrix of the shared covariance, plus the threshold."""
@@ -215,6 +315,7 @@ class OodStats:
     whitening: np.ndarray  # (D, D) float32: W with W W^T = inverse shared covariance
     threshold: float
     percentile: float
+    quality: QualityStats | None = None  # the pixel-statistics check (bundles before it: None)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of each row of ``features`` to the nearest class mean."""
@@ -224,16 +325,43 @@ class OodStats:
         return np.sqrt(np.clip(squared.min(axis=1), 0.0, None))
 
     def save(self, path: Path) -> None:
-        """Write the arrays to ``path`` (npz); the threshold lives in model.json."""
-        np.savez(
-            path, means=self.means.astype(np.float32), whitening=self.whitening.astype(np.float32)
-        )
+        """Write the arrays to ``path`` (npz); the thresholds live in model.json."""
+        arrays = {
+            "means": self.means.astype(np.float32),
+            "whitening": self.whitening.astype(np.float32),
+        }
+        if self.quality is not None:
+            arrays["quality_mean"] = self.quality.mean
+            arrays["quality_precision"] = self.quality.precision
+        np.savez(path, **arrays)
 
     @classmethod
-    def load(cls, path: Path, threshold: float, percentile: float) -> OodStats:
-        """Read what ``save`` wrote."""
+    def load(
+        cls,
+        path: Path,
+        threshold: float,
+        percentile: float,
+        quality_threshold: float | None = None,
+        quality_percentile: float = DEFAULT_QUALITY_PERCENTILE,
+    ) -> OodStats:
+        """Read what ``save`` wrote (the quality check only when its threshold is given)."""
         with np.load(path) as data:
-            return cls(data["means"], data["whitening"], float(threshold), float(percentile))
+            quality = None
+            if quality_threshold is not None:
+                if "quality_mean" not in data:
+                    raise ValueError(
+                        f"{path} has no image-quality statistics, but model.json names a "
+                        "quality threshold."
+                    )
+                quality = QualityStats(
+                    data["quality_mean"],
+                    data["quality_precision"],
+                    float(quality_threshold),
+                    float(quality_percentile),
+                )
+            return cls(
+                data["means"], data["whitening"], float(threshold), float(percentile), quality
+            )
 
     def module(self) -> torch.nn.Module:
         """The score as a torch module (traceable, ONNX-exportable): features -> (N,) distances."""
@@ -293,8 +421,11 @@ def fit_ood(
     return OodStats(stats.means, stats.whitening, threshold, percentile)
 
 
-def image_check(image: np.ndarray) -> str | None:
-    """Why a uint8 (H, W, 3) frame cannot be a dermoscopy image (blank, saturated), or None."""
+def image_check(image: np.ndarray, quality: QualityStats | None = None) -> str | None:
+    """Why a uint8 (H, W, 3) frame cannot be assessed (blank, saturated, unlike training), or None.
+
+    ``quality``: the model's fitted pixel statistics (``OodStats.quality``); None skips that part.
+    """
     array = np.asarray(image)
     std = float(array.std())
     if std < BLANK_STD:
@@ -302,6 +433,8 @@ def image_check(image: np.ndarray) -> str | None:
     clipped = float(((array >= 250).all(axis=-1) | (array <= 5).all(axis=-1)).mean())
     if clipped > SATURATED_SHARE:
         return f"saturated frame: {clipped:.0%} of pixels clipped (> {SATURATED_SHARE:.0%})"
+    if quality is not None:
+        return quality.check(array)
     return None
 
 

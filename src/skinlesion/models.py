@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from skinlesion.artifacts import SPEC_FILE, WEIGHTS_FILE, ModelSpec
-from skinlesion.clinical import OOD_FILE, OodStats
+from skinlesion.clinical import DEFAULT_QUALITY_PERCENTILE, OOD_FILE, OodStats
 from skinlesion.config import ARCHITECTURES, PRECISIONS, PRETRAINED, TTA_VIEWS
 
 log = logging.getLogger(__name__)
@@ -416,8 +416,13 @@ def load_model(model_dir: Path) -> tuple[LesionClassifier, ModelSpec]:
             raise FileNotFoundError(
                 f"{SPEC_FILE} in {model_dir} names OOD statistics but {path.name} is missing."
             )
+        quality = spec.ood.get("quality_threshold")
         model.ood_stats = OodStats.load(
-            path, float(spec.ood["threshold"]), float(spec.ood["percentile"])
+            path,
+            float(spec.ood["threshold"]),
+            float(spec.ood["percentile"]),
+            None if quality is None else float(quality),
+            float(spec.ood.get("quality_percentile", DEFAULT_QUALITY_PERCENTILE)),
         )
     return model, spec
 

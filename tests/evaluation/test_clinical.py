@@ -121,3 +121,41 @@ def test_evaluate_job_reports_the_clinical_figures_and_writes_a_model_card(
     card = (tmp_path / "out" / "model_card.md").read_text()
     assert "## Intended use" in card and "## Known limitations" in card
     assert "Malignant sensitivity" in card and (tmp_path / "out" / "model_card.html").exists()
+
+
+def test_the_image_quality_check_refuses_blur_casts_and_noise_on_real_dermoscopy(
+    real_data_dir: Path,
+) -> None:
+    """Fitted on real HAM10000 frames, the pixel-statistics check passes held-out frames and
+    refuses the same frames blurred, colour-cast or replaced by noise, naming the statistic."""
+    from skinlesion.clinical import fit_quality
+    from skinlesion.data.images import load_images
+
+    paths = sorted((real_data_dir / "images").glob("*.jpg"))[:700]
+    images = load_images(paths, 96, progress=False).images
+    quality = fit_quality(images[:500], images[500:600])
+    held_out = images[600:]
+    passed = [quality.check(image) is None for image in held_out]
+    assert np.mean(passed) >= 0.95
+    # A 9 x 9 box blur, edges replicated.
+    padded = np.pad(held_out.astype(float), ((0, 0), (4, 4), (4, 4), (0, 0)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (9, 9), axis=(1, 2))
+    blurred = windows.mean(axis=(-2, -1)).round().astype(np.uint8)
+    cast = (held_out * np.array([0.3, 1.0, 1.6])).clip(0, 255).astype(np.uint8)
+    noise = np.random.default_rng(0).integers(0, 256, held_out.shape, dtype=np.uint8)
+    for name, frames, statistic in [
+        ("blur", blurred, "sharpness"),
+        ("cast", cast, ""),
+        ("noise", noise, ""),
+    ]:
+        reasons = [quality.check(frame) for frame in frames]
+        refused = [r for r in reasons if r is not None]
+        assert len(refused) >= 0.9 * len(frames), name
+        assert all("unlike the training images" in r for r in refused)
+        if statistic:
+            assert sum(statistic in r for r in refused) >= 0.5 * len(refused), refused[:3]
+
+
+def test_image_check_without_quality_stats_keeps_only_the_pixel_rules() -> None:
+    noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8)
+    assert image_check(noise) is None  # no fitted statistics: nothing to compare with

@@ -55,6 +55,9 @@ def test_the_bundle_round_trips_its_clinical_settings(clinical_model: Path) -> N
     assert (clinical_model / spec.ood["file"]).exists()
     model, _ = load_model(clinical_model)
     assert model.ood_stats is not None and model.ood_stats.threshold == spec.ood["threshold"]
+    quality = model.ood_stats.quality
+    assert quality is not None and quality.threshold == spec.ood["quality_threshold"]
+    assert spec.ood["quality_statistics"][0] == "sharpness"
 
 
 @pytest.mark.parametrize("kind", ["onnx", "torchscript", "torch"])
@@ -111,7 +114,7 @@ def test_the_endpoint_refers_and_refuses(
     assert "probabilities" not in refused and "refer" not in refused
     for prediction in predictions[:-1]:
         if not prediction["assessable"]:
-            assert "out-of-distribution" in prediction["reason"]
+            assert "unlike the training images" in prediction["reason"]
             continue
         malignancy = sum(prediction["probabilities"][c] for c in ("MEL", "BCC", "SCC"))
         assert prediction["malignancy_score"] == pytest.approx(malignancy, abs=1e-6)
@@ -131,7 +134,7 @@ def test_the_endpoint_refers_and_refuses(
 
 
 def test_an_unlike_image_is_refused(clinical_server: RunningServer) -> None:
-    """A photograph-like pattern (stripes) passes the pixel check but not the OOD threshold."""
+    """A photograph-like pattern (stripes): not blank or saturated, yet refused as unlike."""
     stripes = np.zeros((64, 64, 3), np.uint8)
     stripes[:, ::4] = (20, 200, 30)
     stripes[::3] = (250, 240, 10)
@@ -142,5 +145,5 @@ def test_an_unlike_image_is_refused(clinical_server: RunningServer) -> None:
     assert response.status_code == 200
     (prediction,) = response.json()["predictions"]
     assert prediction["assessable"] is False, prediction
-    assert "out-of-distribution" in prediction["reason"]
+    assert "unlike the training images" in prediction["reason"]
     assert CLASSES[0] not in json.dumps(prediction)

@@ -53,6 +53,7 @@ from skinlesion.model_card import MODEL_CARD_HTML, MODEL_CARD_MARKDOWN, write_mo
 
 if TYPE_CHECKING:
     from skinlesion.artifacts import ModelSpec
+    from skinlesion.clinical import QualityStats
     from skinlesion.evaluation_report import ExplainedMistake, MisclassifiedExample
     from skinlesion.models import Predictor
 
@@ -180,6 +181,8 @@ def run(
         logits, embeddings = predictor.logits_with_embeddings(data.images, batch_size=batch_size)
         probabilities = softmax(logits / float(spec.temperature))
         ood_scores = predictor.ood_scores(embeddings)
+        stats = predictor.model.ood_stats
+        quality = stats.quality if stats is not None else None
 
     labels = np.asarray(data.labels, dtype=np.int64)
     result = evaluate_predictions(labels, probabilities, classes)
@@ -205,6 +208,7 @@ def run(
         metadata=read_split_metadata(dataset_dir, split),
         image_ids=data.image_ids,
         train_images=_train_images(dataset_dir),
+        quality=quality,
     )
     metrics.update(clinical["flat_metrics"])
     spec_dict = asdict(spec)
@@ -310,6 +314,7 @@ def clinical_evaluation(
     metadata: dict[str, dict[str, str]] | None,
     image_ids: Sequence[str],
     train_images: np.ndarray | None,
+    quality: QualityStats | None = None,
     resamples: int = 1000,
 ) -> dict[str, Any]:
     """Operating point with intervals, calibration before/after, subgroups, OOD false refusals.
@@ -369,7 +374,7 @@ def clinical_evaluation(
             if name.startswith("melanoma_"):
                 flat[name] = estimate.value
     # Out-of-distribution refusals of real test images: every one is a false refusal.
-    problems = [image_check(image) for image in images]
+    problems = [image_check(image, quality) for image in images]
     threshold = float(spec.ood["threshold"]) if spec.ood else math.inf
     refused = np.array(
         [p is not None or s > threshold for p, s in zip(problems, ood_scores, strict=True)]

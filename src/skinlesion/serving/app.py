@@ -345,7 +345,9 @@ class ServingApp:
         for index, data in enumerate(encoded):
             which = index if len(encoded) > 1 else None
             out[index] = decode_image(data, size, self.limits, which)
-        return out, [image_check(image) for image in out]
+        stats = model.predictor.model.ood_stats
+        quality = stats.quality if stats is not None else None
+        return out, [image_check(image, quality) for image in out]
 
     def _explain(
         self, arrays: np.ndarray, tops: list[int], model: LoadedModel

@@ -16,12 +16,15 @@ import torch
 from skinlesion.artifacts import ModelSpec
 from skinlesion.clinical import (
     DEFAULT_OOD_PERCENTILE,
+    DEFAULT_QUALITY_PERCENTILE,
     DEFAULT_TARGET_SENSITIVITY,
     OOD_FILE,
     OOD_METHOD,
+    QUALITY_STATISTICS,
     CalibrationError,
     fit_ood,
     fit_operating_point,
+    fit_quality,
     fit_temperature,
 )
 from skinlesion.models import LesionClassifier, Predictor
@@ -52,6 +55,7 @@ def fit_clinical_settings(
     target_specificity: float | None = None,
     include_ak: bool = False,
     ood_percentile: float = DEFAULT_OOD_PERCENTILE,
+    quality_percentile: float = DEFAULT_QUALITY_PERCENTILE,
     batch_size: int = 64,
 ) -> ModelSpec:
     """The spec with the fitted temperature, operating point and OOD threshold.
@@ -104,6 +108,10 @@ def fit_clinical_settings(
             val_features,
             percentile=ood_percentile,
         )
+        quality = fit_quality(
+            np.asarray(train_images[rows]), np.asarray(val_images), percentile=quality_percentile
+        )
+        stats = replace(stats, quality=quality)
         model.ood_stats = stats
         fitted = replace(
             fitted,
@@ -113,12 +121,18 @@ def fit_clinical_settings(
                 "percentile": ood_percentile,
                 "file": OOD_FILE,
                 "train_embeddings": len(rows),
+                "quality_threshold": quality.threshold,
+                "quality_percentile": quality_percentile,
+                "quality_statistics": list(QUALITY_STATISTICS),
             },
         )
         log.info(
-            "OOD threshold %.2f (Mahalanobis, %g-th percentile of validation)",
+            "OOD threshold %.2f (Mahalanobis, %g-th percentile of validation); image-quality "
+            "threshold %.2f (%g-th percentile)",
             stats.threshold,
             ood_percentile,
+            quality.threshold,
+            quality_percentile,
         )
     except CalibrationError as error:
         log.warning("No OOD threshold: %s", error)
