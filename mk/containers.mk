@@ -49,7 +49,7 @@ _tf-outputs-exist:
 push: $(STAMP) _tf-outputs-exist ## Push the images to ENV's ECR repositories from Terraform's outputs (needs Docker, AWS)
 	$(PY) containers/publish.py --outputs $(TF_OUTPUTS) --tag $(IMAGE_TAG) push --docker $(DOCKER) $(IMAGES)
 
-pipeline-image-uri: $(STAMP) _tf-outputs-exist ## Print the ECR URI:IMAGE_TAG of the pipeline image of ENV (for make compile IMAGE=...)
+pipeline-image-uri: $(STAMP) _tf-outputs-exist ## Print the ECR URI:IMAGE_TAG of the pipeline image of ENV
 	@$(PY) containers/publish.py --outputs $(TF_OUTPUTS) --tag $(IMAGE_TAG) uri pipeline
 
 manifests: $(STAMP) _tf-outputs-exist ## Render manifests/overlays/ENV with Terraform's outputs into build/manifests/ENV.yaml (PROFILE_OWNER=...)
