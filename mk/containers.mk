@@ -21,7 +21,7 @@ MANIFESTS_OUT ?= build/manifests
 # make manifests-apply: how long to wait for the profile controller to create the namespace.
 NAMESPACE_TIMEOUT ?= 120
 NAMESPACE_POLL ?= 2
-DOCKERFILES := $(sort $(wildcard containers/*/Dockerfile))
+DOCKERFILES := $(sort $(wildcard containers/*/Dockerfile)) containers/e2e/Dockerfile.sample
 # The one base of the three Dockerfiles, pinned there by tag and index digest.
 BASE_IMAGE := python:3.11.14-slim-bookworm
 CONTAINER_SCRIPTS := containers/publish.py containers/training/train.py \

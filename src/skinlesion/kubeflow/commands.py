@@ -273,6 +273,9 @@ def submit_command(args: argparse.Namespace) -> int:
         _out(f"retraining version: {upload_retraining_version(client, retraining).version_name}")
     _out(f"run: {run_name}")
     _out(f"run URL: {submitted.url}")
+    if args.run_id_file is not None:
+        args.run_id_file.parent.mkdir(parents=True, exist_ok=True)
+        args.run_id_file.write_text(submitted.run_id + "\n")
     if not args.wait:
         return 0
     result = wait_for_run(
@@ -282,6 +285,36 @@ def submit_command(args: argparse.Namespace) -> int:
     if result.error:
         _out(f"error: {result.error}")
     return result.outcome.exit_code
+
+
+def _run_ids(args: argparse.Namespace) -> list[str]:
+    """Run ids from the arguments and from ``--run-id-file`` files (one id per file)."""
+    ids = list(args.run_ids)
+    for path in args.run_id_file or []:
+        if not path.is_file():
+            raise FileNotFoundError(f"No run id file {path}: `submit --run-id-file` writes it.")
+        ids.append(path.read_text().strip())
+    if not ids or not all(ids):
+        raise ValueError("Give the runs to wait for: run ids, or --run-id-file <file> (repeat).")
+    return ids
+
+
+@_guarded
+def wait_command(args: argparse.Namespace) -> int:
+    from skinlesion.kubeflow.submit import wait_for_run
+
+    ids = _run_ids(args)
+    params = _environment(args)
+    settings = _settings(args, params)
+    client = _connect(settings)
+    worst = 0
+    for run_id in ids:
+        result = wait_for_run(client, run_id, timeout_seconds=args.timeout, poll_seconds=args.poll)
+        _out(f"run {run_id}: {result.outcome.value} after {result.waited_seconds:.0f} s")
+        if result.error:
+            _out(f"error: {result.error}")
+        worst = max(worst, result.outcome.exit_code)
+    return worst
 
 
 @_guarded
@@ -452,10 +485,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", action="store_true", help="wait for the run to end")
     p.add_argument("--timeout", type=float, default=12 * 3600, help="--wait limit in seconds")
     p.add_argument("--poll", type=float, default=15, help="--wait polling interval in seconds")
+    p.add_argument("--run-id-file", type=Path, help="write the run's id to this file")
     _add_environment(p)
     _add_image_options(p, publish=True)
     _add_compile_options(p)
     p.set_defaults(func=submit_command)
+
+    p = commands.add_parser("wait", help="wait for runs to end; exit status of the worst")
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    p.add_argument("--run-id-file", type=Path, action="append", help="a file from submit")
+    p.add_argument("--timeout", type=float, default=12 * 3600, help="limit per run, seconds")
+    p.add_argument("--poll", type=float, default=15, help="polling interval in seconds")
+    _add_environment(p)
+    p.set_defaults(func=wait_command)
 
     p = commands.add_parser("schedule", help="create or replace the schedules of schedules.yaml")
     p.add_argument("--schedules-file", type=Path, default=Path("pipelines/schedules.yaml"))
