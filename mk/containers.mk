@@ -12,15 +12,18 @@ IMAGES := training inference pipeline
 ifndef IMAGE_TAG
 IMAGE_TAG := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo dev)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
 endif
-# PyTorch wheel index of each image: cu130 (CUDA 13.0) or cpu.
-TRAINING_TORCH_VARIANT ?= cu130
+# PyTorch wheel index of each image: cu126 (CUDA 12.6: the drivers SageMaker documents, see
+# containers/training/Dockerfile) or cpu.
+TRAINING_TORCH_VARIANT ?= cu126
 INFERENCE_TORCH_VARIANT ?= cpu
 PROFILE_OWNER ?=
 MANIFESTS_OUT ?= build/manifests
 # make manifests-apply: how long to wait for the profile controller to create the namespace.
 NAMESPACE_TIMEOUT ?= 120
 NAMESPACE_POLL ?= 2
-DOCKERFILES := $(sort $(wildcard containers/*/Dockerfile))
+DOCKERFILES := $(sort $(wildcard containers/*/Dockerfile)) containers/e2e/Dockerfile.sample
+# The one base of the three Dockerfiles, pinned there by tag and index digest.
+BASE_IMAGE := python:3.11.14-slim-bookworm
 CONTAINER_SCRIPTS := containers/publish.py containers/training/train.py \
 	containers/inference/healthcheck.py manifests/render.py
 YAML_DIRS := manifests .github $(wildcard pipelines/params)
@@ -32,7 +35,7 @@ IMAGE_BUILD_ARGS = --build-arg VERSION=$$($(PY) -c 'import skinlesion; print(ski
 TORCH_VARIANT_training = $(TRAINING_TORCH_VARIANT)
 TORCH_VARIANT_inference = $(INFERENCE_TORCH_VARIANT)
 
-.PHONY: images $(addprefix image-,$(IMAGES)) push pipeline-image-uri manifests manifests-apply \
+.PHONY: images $(addprefix image-,$(IMAGES)) push pipeline-image-uri base-digest manifests manifests-apply \
 	lint-containers containers-checkov \
 	test-containers _tf-outputs-exist
 
@@ -43,13 +46,16 @@ $(addprefix image-,$(IMAGES)): image-%: $(STAMP) ## Build one image: image-train
 		$(if $(TORCH_VARIANT_$*),--build-arg TORCH_VARIANT=$(TORCH_VARIANT_$*)) \
 		$(IMAGE_BUILD_ARGS) -t skinlesion-$*:$(IMAGE_TAG) .
 
+base-digest: ## Print the current index digest of the Dockerfiles' base tag, to update the pinned one (needs Docker)
+	$(DOCKER) buildx imagetools inspect $(BASE_IMAGE) --format '{{json .Manifest.Digest}}'
+
 _tf-outputs-exist:
 	@test -f "$(TF_OUTPUTS)" || { echo "No $(TF_OUTPUTS): run 'make tf-outputs ENV=$(ENV)' first (docs/aws.md)." >&2; exit 2; }
 
 push: $(STAMP) _tf-outputs-exist ## Push the images to ENV's ECR repositories from Terraform's outputs (needs Docker, AWS)
 	$(PY) containers/publish.py --outputs $(TF_OUTPUTS) --tag $(IMAGE_TAG) push --docker $(DOCKER) $(IMAGES)
 
-pipeline-image-uri: $(STAMP) _tf-outputs-exist ## Print the ECR URI:IMAGE_TAG of the pipeline image of ENV (for make compile IMAGE=...)
+pipeline-image-uri: $(STAMP) _tf-outputs-exist ## Print the ECR URI:IMAGE_TAG of the pipeline image of ENV
 	@$(PY) containers/publish.py --outputs $(TF_OUTPUTS) --tag $(IMAGE_TAG) uri pipeline
 
 manifests: $(STAMP) _tf-outputs-exist ## Render manifests/overlays/ENV with Terraform's outputs into build/manifests/ENV.yaml (PROFILE_OWNER=...)

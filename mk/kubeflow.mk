@@ -9,7 +9,11 @@ TF_OUTPUTS ?= build/terraform-outputs-$(ENV).json
 pipeline ?=
 # The schedule that schedule-pause / schedule-resume / schedule-delete act on.
 name ?=
-IMAGE ?=
+# The image set (docs/deploy.md): skinlesion-{pipeline,training,inference}:IMAGE_TAG under
+# IMAGE_REGISTRY, else the ECR repositories of Terraform's outputs ($(TF_OUTPUTS)); no default.
+IMAGE_REGISTRY ?=
+# make submit / schedule refuse a <commit>-dirty IMAGE_TAG (never pushed) unless ALLOW_DIRTY=1.
+ALLOW_DIRTY ?=
 # The KFP server release to compile for (docs/kubeflow.md); empty: the params file's, else 2.2.0.
 KFP_BACKEND ?=
 PIPELINE_ROOT ?=
@@ -17,27 +21,31 @@ WAIT ?=
 ARGS ?=
 KF := $(BIN)/skinlesion kubeflow
 KF_ENV_ARGS = --env $(ENV) $(if $(wildcard $(TF_OUTPUTS)),--tf-outputs $(TF_OUTPUTS))
-# The params files name the pushed image by IMAGE_TAG (set by mk/containers.mk: the commit).
+# The params files name the pushed images by IMAGE_TAG (set by mk/containers.mk: the commit).
 KF_RUN_ENV = $(if $(IMAGE_TAG),IMAGE_TAG=$(IMAGE_TAG))
+KF_IMAGE_ARGS = $(if $(IMAGE_REGISTRY),--image-registry $(IMAGE_REGISTRY)) \
+	$(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
+KF_PUBLISH_ARGS = $(KF_IMAGE_ARGS) $(if $(filter 1 yes true,$(ALLOW_DIRTY)),--allow-dirty)
 
 .PHONY: compile submit schedule schedules schedule-pause schedule-resume schedule-delete \
 	kubeflow-check test-kubeflow _kf-need-name
 
-compile: $(STAMP) ## Compile pipelines to build/pipelines/<name>.yaml for KFP_BACKEND (default 2.2.0), validated strictly (pipeline=<name> IMAGE=<uri> PIPELINE_ROOT=s3://...)
-	$(KF) compile $(if $(pipeline),--pipeline $(pipeline)) $(if $(IMAGE),--image $(IMAGE)) \
+compile: $(STAMP) ## Compile pipelines to build/pipelines/<name>.yaml with ENV's image set (Terraform outputs, or IMAGE_REGISTRY=), for KFP_BACKEND
+	$(KF) compile $(if $(pipeline),--pipeline $(pipeline)) $(KF_IMAGE_ARGS) \
+		$(if $(IMAGE_REGISTRY),,$(if $(wildcard $(TF_OUTPUTS)),--tf-outputs $(TF_OUTPUTS))) \
 		$(if $(KFP_BACKEND),--kfp-backend $(KFP_BACKEND)) \
 		$(if $(PIPELINE_ROOT),--pipeline-root $(PIPELINE_ROOT))
 
 kubeflow-check: $(STAMP) ## Sign in to ENV's Kubeflow and find (or create) its experiment
 	$(KF_RUN_ENV) $(KF) check $(KF_ENV_ARGS)
 
-submit: $(STAMP) ## Upload a pipeline version and start a run in ENV (pipeline=training IMAGE= WAIT=1 ARGS="--set epochs=2")
+submit: $(STAMP) ## Upload a pipeline version and start a run in ENV (pipeline=training WAIT=1 ALLOW_DIRTY=1 ARGS="--set epochs=2")
 	$(KF_RUN_ENV) $(KF) submit --pipeline $(or $(pipeline),training) $(KF_ENV_ARGS) \
-		$(if $(IMAGE),--image $(IMAGE)) $(if $(KFP_BACKEND),--kfp-backend $(KFP_BACKEND)) \
+		$(KF_PUBLISH_ARGS) $(if $(KFP_BACKEND),--kfp-backend $(KFP_BACKEND)) \
 		$(if $(WAIT),--wait) $(ARGS)
 
 schedule: $(STAMP) ## Create or replace the recurring runs of pipelines/schedules.yaml in ENV
-	$(KF_RUN_ENV) $(KF) schedule $(KF_ENV_ARGS) $(if $(IMAGE),--image $(IMAGE)) $(ARGS)
+	$(KF_RUN_ENV) $(KF) schedule $(KF_ENV_ARGS) $(KF_PUBLISH_ARGS) $(ARGS)
 
 schedules: $(STAMP) ## List the recurring runs of ENV's experiment
 	$(KF_RUN_ENV) $(KF) schedules $(KF_ENV_ARGS)

@@ -31,10 +31,9 @@ SAGEMAKER_IMAGES = ("training", "inference")
 # What each image's requirement set must cover, as pyproject groups.
 COVERS = {"pipeline": ("base",), "training": ("ml",), "inference": ("serve",)}
 OCI_LABELS = ("title", "description", "version", "revision", "created", "source", "licenses")
-# name:tag where the tag names an exact release (digits, not "latest" or a bare major), or a digest.
-PINNED_IMAGE = re.compile(
-    r"[\w./-]+(:\d+\.\d+\.\d+[\w.-]*(@sha256:[0-9a-f]{64})?|@sha256:[0-9a-f]{64})"
-)
+# name:tag@digest: the tag names an exact release (digits, not "latest" or a bare major) and the
+# digest fixes its content, since a tag is rebuilt upstream (Debian updates) and moves.
+PINNED_IMAGE = re.compile(r"[\w./-]+:\d+\.\d+\.\d+[\w.-]*@sha256:[0-9a-f]{64}")
 
 
 def instructions(image: str) -> list[Instruction]:
@@ -119,8 +118,54 @@ def test_bases_are_pinned_to_exact_releases(image: str) -> None:
         if ins.keyword == "FROM":
             base = ins.arguments.split()[0]
             assert base in stages or PINNED_IMAGE.fullmatch(base), (
-                f"line {ins.line}: base {base} is not pinned to an exact tag or digest"
+                f"line {ins.line}: base {base} is not pinned to an exact tag and its digest "
+                "(`make base-digest` prints the tag's digest)"
             )
+
+
+def test_every_image_has_the_one_pinned_base_and_labels_its_digest() -> None:
+    """One base for the three images: updating the digest is one change in all of them."""
+    bases = set()
+    for image in IMAGES:
+        stages = stage_names(instructions(image))
+        found = {
+            ins.arguments.split()[0]
+            for ins in instructions(image)
+            if ins.keyword == "FROM" and ins.arguments.split()[0] not in stages
+        }
+        bases |= found
+        labels = " ".join(
+            ins.arguments for ins in final_stage(instructions(image)) if ins.keyword == "LABEL"
+        )
+        [base] = found
+        assert f'org.opencontainers.image.base.digest="{base.split("@")[1]}"' in labels
+    assert len(bases) == 1, bases
+    make = (REPO_ROOT / "mk" / "containers.mk").read_text()
+    assert f"BASE_IMAGE := {next(iter(bases)).split('@')[0]}" in make
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        "python:3.11.14-slim-bookworm",  # a tag alone moves when it is rebuilt
+        "python:3.11@sha256:" + "0" * 64,  # not an exact release
+        "python@sha256:" + "0" * 64,
+        "python:latest",
+    ],
+)
+def test_an_unpinned_base_is_refused(base: str) -> None:
+    assert not PINNED_IMAGE.fullmatch(base)
+
+
+def test_training_torch_is_a_cuda_build_sagemaker_hosts_can_run() -> None:
+    """CUDA 12.x runs on drivers >= 525 (minor version compatibility): SageMaker's documented
+    535 and 550 hosts. CUDA 13 needs a 580 driver, which none documents."""
+    text = DOCKERFILES["training"].read_text()
+    variants = set(re.findall(r"ARG TORCH_VARIANT=(\S+)", text))
+    assert variants == {"cu126"}
+    make = (REPO_ROOT / "mk" / "containers.mk").read_text()
+    assert re.search(r"^TRAINING_TORCH_VARIANT \?= cu126$", make, re.M)
+    assert "inference-gpu-drivers" in text  # the source of the driver table
 
 
 @pytest.mark.parametrize("image", IMAGES)

@@ -40,7 +40,7 @@ def test_images_builds_each_image_from_its_dockerfile() -> None:
         assert command[-1] == "."  # the repository root is the build context
         assert command[command.index("--platform") + 1] == "linux/amd64"
     variants = {c[c.index("-t") + 1]: c for c in builds}
-    assert "TORCH_VARIANT=cu130" in variants["skinlesion-training:t1"]
+    assert "TORCH_VARIANT=cu126" in variants["skinlesion-training:t1"]
     assert "TORCH_VARIANT=cpu" in variants["skinlesion-inference:t1"]
     assert not any(w.startswith("TORCH_VARIANT") for w in variants["skinlesion-pipeline:t1"])
 

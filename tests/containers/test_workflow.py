@@ -141,7 +141,11 @@ def test_publish_uploads_the_pipeline_compiled_for_the_pushed_image() -> None:
         i for i, s in enumerate(steps) if s.get("uses", "").startswith("actions/upload-artifact@")
     )
     assert push < compile_step < upload
-    assert "pipeline-image-uri" in runs[compile_step] and "IMAGE=" in runs[compile_step]
+    # The image set comes from the Terraform outputs written before it (one tag, the commit):
+    # no image is named on the command line, so none can disagree with the pushed ones.
+    outputs = next(i for i, r in enumerate(runs) if "tf-outputs" in r)
+    assert outputs < compile_step
+    assert "IMAGE" not in runs[compile_step]
     assert steps[upload]["with"]["path"].rstrip("/") == "build/pipelines"
     assert steps[upload]["with"]["if-no-files-found"] == "error"
 

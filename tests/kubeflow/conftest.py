@@ -76,6 +76,8 @@ def tf_outputs(tmp_path: Path) -> Path:
         "capture_bucket": "skinlesion-dev-capture-123456789012",
         "pipeline_root": PIPELINE_ROOT,
         "pipeline_image_repository_url": IMAGE.rsplit(":", 1)[0],
+        "training_image_repository_url": IMAGE.rsplit(":", 1)[0].replace("pipeline", "training"),
+        "inference_image_repository_url": IMAGE.rsplit(":", 1)[0].replace("pipeline", "inference"),
         "model_package_group_name": "skinlesion-dev",
         "endpoint_name": "skinlesion-dev",
         "subnet_ids": ["subnet-1", "subnet-2"],

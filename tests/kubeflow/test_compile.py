@@ -26,6 +26,7 @@ from skinlesion.kubeflow.discovery import (
     discover_pipelines,
     get_pipeline,
 )
+from skinlesion.kubeflow.images import from_registry, from_repositories
 from skinlesion.kubeflow.tasks import AWS_RETRY, SETTINGS_CONFIG_MAP
 from skinlesion.kubeflow.validation import (
     PipelineValidationError,
@@ -118,15 +119,29 @@ def test_compiling_twice_gives_the_same_bytes_in_one_process_and_across_processe
 ) -> None:
     again = compile_pipeline(training_entry)
     assert again.text == compiled_training.text
+    images = from_registry("registry.example", "3f2a9c1d4e5b")
+    in_process = compile_pipeline(training_entry, CompileOptions(images=images))
     out = tmp_path / "out"
     subprocess.run(
-        [sys.executable, "-m", "skinlesion.cli", "kubeflow", "compile", "--output-dir", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "skinlesion.cli",
+            "kubeflow",
+            "compile",
+            "--output-dir",
+            str(out),
+            "--image-registry",
+            "registry.example",
+            "--image-tag",
+            "3f2a9c1d4e5b",
+        ],
         cwd=REPO_ROOT,
         check=True,
         capture_output=True,
         timeout=300,
     )
-    assert (out / "training.yaml").read_bytes() == compiled_training.text.encode()
+    assert (out / "training.yaml").read_bytes() == in_process.text.encode()
 
 
 # -- structure ---------------------------------------------------------------------------------
@@ -241,8 +256,18 @@ def test_the_settings_configmap_covers_every_backend_setting(
 def test_image_and_pipeline_root_are_set_at_compile_time(
     training_entry: PipelineEntry, compiled_training: CompiledPipeline
 ) -> None:
+    repository, tag = IMAGE.rsplit(":", 1)
+    images = from_repositories(
+        {
+            "pipeline": repository,
+            "training": repository.replace("pipeline", "training"),
+            "inference": repository.replace("pipeline", "inference"),
+        },
+        tag,
+        "test",
+    )
     compiled = compile_pipeline(
-        training_entry, CompileOptions(image=IMAGE, pipeline_root=PIPELINE_ROOT)
+        training_entry, CompileOptions(images=images, pipeline_root=PIPELINE_ROOT)
     )
     spec = load_documents(compiled.text)[0]
     assert {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()} == {
@@ -267,7 +292,7 @@ def test_caching_override_and_jobs_in_pod(training_entry: PipelineEntry) -> None
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"image": "Skinlesion Pipeline"}, "Invalid image"),
+        ({"images": "skinlesion-pipeline:1"}, "Invalid images"),
         ({"pipeline_root": "/tmp/root"}, "Invalid pipeline root"),
         ({"pipeline_root": "s3:///no-bucket"}, "Invalid pipeline root"),
         ({"pipeline_root": "https://bucket/x"}, "Invalid pipeline root"),
@@ -287,7 +312,16 @@ def test_compile_command_writes_every_pipeline_and_validate_accepts_it(
 
     out = tmp_path / "pipelines"
     status = main(
-        ["kubeflow", "compile", "--output-dir", str(out), "--pipelines-dir", str(PIPELINES_DIR)]
+        [
+            "kubeflow",
+            "compile",
+            "--output-dir",
+            str(out),
+            "--pipelines-dir",
+            str(PIPELINES_DIR),
+            "--image-registry",
+            "registry.example",
+        ]
     )
     assert status == 0
     written = sorted(p.stem for p in out.glob("*.yaml"))

@@ -45,9 +45,14 @@ def test_each_environment_gives_valid_settings_and_arguments(
     arguments = check_arguments(
         params.arguments("training"), compiled_training.validated.inputs(), "training"
     )
+    assert options.images is not None
     if env == "local":
         assert arguments["backend"] == "local"
         assert options.jobs_in_pod
+        # The steps run the jobs, so they run in the training image; kind.local, not Docker Hub.
+        assert options.images.executor_image(options.jobs_in_pod) == (
+            f"kind.local/skinlesion-training:{ENVIRON['IMAGE_TAG']}"
+        )
         assert settings.auth == AuthMode.NONE
     else:
         assert arguments["backend"] == "sagemaker"
@@ -55,7 +60,9 @@ def test_each_environment_gives_valid_settings_and_arguments(
         assert settings.pipeline_root == PIPELINE_ROOT
         assert settings.service_account == "skinlesion-pipeline-runner"
         assert settings.namespace == f"skinlesion-{env}"
-        assert options.image == IMAGE
+        assert options.images.pipeline == IMAGE
+        assert options.images.training == IMAGE.replace("pipeline", "training")
+        assert options.images.inference == IMAGE.replace("pipeline", "inference")
         assert settings.host == ENVIRON["KFP_HOST"]
 
 

@@ -44,8 +44,24 @@ def _add_pipelines_dir(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_image_options(parser: argparse.ArgumentParser, *, publish: bool) -> None:
+    parser.add_argument(
+        "--image-registry",
+        help="<host>[/<path>] holding skinlesion-{pipeline,training,inference} (default: the "
+        "ECR repositories of Terraform's outputs)",
+    )
+    parser.add_argument(
+        "--image-tag", help="the tag of all three images (default: the commit, -dirty marked)"
+    )
+    if publish:
+        parser.add_argument(
+            "--allow-dirty",
+            action="store_true",
+            help="send a pipeline whose image tag is <commit>-dirty (images never pushed)",
+        )
+
+
 def _add_compile_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", help="pipeline image URI for every component (e.g. ECR)")
     parser.add_argument("--pipeline-root", help="default pipeline root, e.g. s3://bucket/prefix")
     caching = parser.add_mutually_exclusive_group()
     caching.add_argument(
@@ -134,11 +150,21 @@ def _connect(settings: Any) -> Any:
 
 def _compile_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "image": args.image,
+        "image_registry": args.image_registry,
+        "image_tag": args.image_tag,
         "enable_caching": args.enable_caching,
         "jobs_in_pod": args.jobs_in_pod,
         "kfp_backend": args.kfp_backend,
     }
+
+
+def _refuse_dirty(options: Any, args: argparse.Namespace) -> None:
+    from skinlesion.kubeflow.images import refuse_dirty
+
+    if options.images is not None:
+        refuse_dirty(options.images, allow_dirty=args.allow_dirty)
+        if options.images.dirty:
+            log.warning("image tag %s: images of uncommitted changes", options.images.tag)
 
 
 # -- commands --------------------------------------------------------------------------------
@@ -146,9 +172,19 @@ def _compile_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def compile_command(args: argparse.Namespace) -> int:
     from skinlesion.kubeflow.compiling import CompileOptions, compile_to_file
     from skinlesion.kubeflow.discovery import discover_pipelines, get_pipeline
+    from skinlesion.kubeflow.images import resolve_image_set
+    from skinlesion.kubeflow.submit import source_revision
+    from skinlesion.settings import load_terraform_outputs
 
+    # No default image set: a bare skinlesion-pipeline:<tag> would be pulled from Docker Hub.
+    images = resolve_image_set(
+        tag=args.image_tag or source_revision(args.pipelines_dir.resolve().parent).image_tag,
+        registry=args.image_registry,
+        terraform_outputs=load_terraform_outputs(args.tf_outputs) if args.tf_outputs else None,
+    )
+    _out(f"images: {images.pipeline} {images.training} {images.inference}")
     options = CompileOptions(
-        image=args.image,
+        images=images,
         pipeline_root=args.pipeline_root,
         enable_caching=args.enable_caching,
         jobs_in_pod=bool(args.jobs_in_pod),
@@ -206,15 +242,19 @@ def submit_command(args: argparse.Namespace) -> int:
     params = _environment(args)
     settings = _settings(args, params)
     entry = get_pipeline(args.pipeline, args.pipelines_dir)
+    revision = source_revision(args.pipelines_dir.resolve().parent)
     options = compile_options_for(
-        params, {**_compile_overrides(args), "pipeline_root": settings.pipeline_root or None}
+        params,
+        {**_compile_overrides(args), "pipeline_root": settings.pipeline_root or None},
+        revision=revision,
     )
+    _refuse_dirty(options, args)
     prepared = prepare(
         entry,
         params,
         options,
         overrides=parse_assignments(args.set or []),
-        revision=source_revision(args.pipelines_dir.resolve().parent),
+        revision=revision,
         upload_dir=args.build_dir,
     )
     # The monitoring pipeline's retraining runs start the newest <version>-retrain (caching off).
@@ -233,6 +273,9 @@ def submit_command(args: argparse.Namespace) -> int:
         _out(f"retraining version: {upload_retraining_version(client, retraining).version_name}")
     _out(f"run: {run_name}")
     _out(f"run URL: {submitted.url}")
+    if args.run_id_file is not None:
+        args.run_id_file.parent.mkdir(parents=True, exist_ok=True)
+        args.run_id_file.write_text(submitted.run_id + "\n")
     if not args.wait:
         return 0
     result = wait_for_run(
@@ -242,6 +285,36 @@ def submit_command(args: argparse.Namespace) -> int:
     if result.error:
         _out(f"error: {result.error}")
     return result.outcome.exit_code
+
+
+def _run_ids(args: argparse.Namespace) -> list[str]:
+    """Run ids from the arguments and from ``--run-id-file`` files (one id per file)."""
+    ids = list(args.run_ids)
+    for path in args.run_id_file or []:
+        if not path.is_file():
+            raise FileNotFoundError(f"No run id file {path}: `submit --run-id-file` writes it.")
+        ids.append(path.read_text().strip())
+    if not ids or not all(ids):
+        raise ValueError("Give the runs to wait for: run ids, or --run-id-file <file> (repeat).")
+    return ids
+
+
+@_guarded
+def wait_command(args: argparse.Namespace) -> int:
+    from skinlesion.kubeflow.submit import wait_for_run
+
+    ids = _run_ids(args)
+    params = _environment(args)
+    settings = _settings(args, params)
+    client = _connect(settings)
+    worst = 0
+    for run_id in ids:
+        result = wait_for_run(client, run_id, timeout_seconds=args.timeout, poll_seconds=args.poll)
+        _out(f"run {run_id}: {result.outcome.value} after {result.waited_seconds:.0f} s")
+        if result.error:
+            _out(f"error: {result.error}")
+        worst = max(worst, result.outcome.exit_code)
+    return worst
 
 
 @_guarded
@@ -282,14 +355,19 @@ def schedule_command(args: argparse.Namespace) -> int:
             )
         chosen.append(schedule)
     revision = source_revision(args.pipelines_dir.resolve().parent)
+    base_options = compile_options_for(
+        params,
+        {
+            "image_registry": args.image_registry,
+            "image_tag": args.image_tag,
+            "pipeline_root": settings.pipeline_root or None,
+        },
+        revision=revision,
+    )
+    _refuse_dirty(base_options, args)
     prepared_list = []
     for schedule in chosen:
-        options = with_caching(
-            compile_options_for(
-                params, {"image": args.image, "pipeline_root": settings.pipeline_root or None}
-            ),
-            schedule.enable_caching,
-        )
+        options = with_caching(base_options, schedule.enable_caching)
         prepared_list.append(
             prepare(
                 pipelines[schedule.pipeline],
@@ -309,9 +387,7 @@ def schedule_command(args: argparse.Namespace) -> int:
         prepare_retraining(
             pipelines[RETRAINED_PIPELINE],
             params,
-            compile_options_for(
-                params, {"image": args.image, "pipeline_root": settings.pipeline_root or None}
-            ),
+            base_options,
             revision=revision,
             upload_dir=args.build_dir,
         )
@@ -384,6 +460,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser("compile", help="compile pipelines to validated IR YAML")
     p.add_argument("--pipeline", action="append", help="a pipeline name (repeat); default: all")
     p.add_argument("--output-dir", type=Path, default=Path("build/pipelines"))
+    p.add_argument(
+        "--tf-outputs",
+        type=Path,
+        help="Terraform outputs JSON: the images' ECR repositories (<name>_image_repository_url)",
+    )
+    _add_image_options(p, publish=False)
     _add_compile_options(p)
     _add_pipelines_dir(p)
     p.set_defaults(func=compile_command)
@@ -403,14 +485,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--wait", action="store_true", help="wait for the run to end")
     p.add_argument("--timeout", type=float, default=12 * 3600, help="--wait limit in seconds")
     p.add_argument("--poll", type=float, default=15, help="--wait polling interval in seconds")
+    p.add_argument("--run-id-file", type=Path, help="write the run's id to this file")
     _add_environment(p)
+    _add_image_options(p, publish=True)
     _add_compile_options(p)
     p.set_defaults(func=submit_command)
+
+    p = commands.add_parser("wait", help="wait for runs to end; exit status of the worst")
+    p.add_argument("run_ids", nargs="*", metavar="RUN_ID")
+    p.add_argument("--run-id-file", type=Path, action="append", help="a file from submit")
+    p.add_argument("--timeout", type=float, default=12 * 3600, help="limit per run, seconds")
+    p.add_argument("--poll", type=float, default=15, help="polling interval in seconds")
+    _add_environment(p)
+    p.set_defaults(func=wait_command)
 
     p = commands.add_parser("schedule", help="create or replace the schedules of schedules.yaml")
     p.add_argument("--schedules-file", type=Path, default=Path("pipelines/schedules.yaml"))
     p.add_argument("--name", action="append", help="only this schedule (repeat)")
-    p.add_argument("--image", help="pipeline image URI (default: the params file's)")
+    _add_image_options(p, publish=True)
     _add_environment(p)
     p.set_defaults(func=schedule_command)
 

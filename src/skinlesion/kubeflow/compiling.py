@@ -1,7 +1,7 @@
 """Compile pipelines to KFP IR YAML with compile-time settings, then validate them strictly.
 
-Settings that differ per environment (the pipeline image's URI, the pipeline root, a caching
-override) are applied here, at compile time, to the compiled documents; nothing reads the
+Settings that differ per environment (the image set, the pipeline root, a caching override)
+are applied here, at compile time, to the compiled documents; nothing reads the
 environment when a pipeline module is imported. The YAML is written the way KFP writes it
 (KFP's header comments, then the documents with sorted keys), so the same pipeline and options
 give the same bytes.
@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from skinlesion.kubeflow.discovery import PipelineEntry
+from skinlesion.kubeflow.images import ImageSet
 from skinlesion.kubeflow.targets import DEFAULT_BACKEND, BackendTarget, target
 from skinlesion.kubeflow.tasks import IN_POD_JOB_COMPONENTS, IN_POD_JOB_RESOURCES
 from skinlesion.kubeflow.validation import (
@@ -35,12 +36,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_DIR = Path("build/pipelines")
 PIPELINE_ROOT_SCHEMES = ("s3", "minio", "gs")
-# <registry>/<path>[:tag][@sha256:digest], as Docker and ECR accept them (lower-case paths).
-IMAGE_PATTERN = re.compile(
-    r"^(?:[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?/)?"
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-    r"(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
-)
 
 
 class CompileOptionError(ValueError):
@@ -51,7 +46,9 @@ class CompileOptionError(ValueError):
 class CompileOptions:
     """Compile-time settings; ``None`` keeps what the pipeline code says."""
 
-    image: str | None = None  # replaces the components' PIPELINE_IMAGE in every executor
+    # The pipeline, training and inference images of one commit (skinlesion.kubeflow.images);
+    # None keeps the components' PIPELINE_IMAGE, which names no registry: tests and kfp.local.
+    images: ImageSet | None = None
     pipeline_root: str | None = None  # the spec's defaultPipelineRoot (a run may override it)
     enable_caching: bool | None = None  # overrides every task's caching option
     jobs_in_pod: bool = False  # backend=local on a cluster: size the job steps' pods for work
@@ -63,11 +60,9 @@ class CompileOptions:
 
     def __post_init__(self) -> None:
         target(self.kfp_backend)  # raises naming the supported releases
-        if self.image is not None and not IMAGE_PATTERN.match(self.image):
+        if self.images is not None and not isinstance(self.images, ImageSet):
             raise CompileOptionError(
-                f"Invalid image {self.image!r}. Accepted: <registry>/<repository>:<tag> or "
-                "@sha256:<digest>, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/"
-                "skinlesion-pipeline:3f2a9c1."
+                f"Invalid images {self.images!r}: an ImageSet (skinlesion.kubeflow.images)."
             )
         if self.pipeline_root is not None:
             check_pipeline_root(self.pipeline_root)
@@ -131,19 +126,8 @@ def apply_options(
     docs = copy.deepcopy(documents)
     spec = docs[0]
     executors = spec.get("deploymentSpec", {}).get("executors", {})
-    if options.image is not None:
-        replaced = 0
-        for executor in executors.values():
-            container = executor.get("container")
-            if container is not None and container.get("image") == default_image:
-                container["image"] = options.image
-                replaced += 1
-        if not replaced:
-            raise CompileOptionError(
-                f"No executor runs in {default_image!r}, so the image {options.image!r} would "
-                "replace nothing; components must use base_image=PIPELINE_IMAGE."
-            )
-        log.debug("image %s set on %d executors", options.image, replaced)
+    if options.images is not None:
+        _apply_images(docs, options.images, options.jobs_in_pod, default_image)
     if options.pipeline_root is not None:
         spec["defaultPipelineRoot"] = options.pipeline_root
     if options.enable_caching is not None:
@@ -163,6 +147,45 @@ def apply_options(
     if len(docs) == 2:
         adapt_platform_spec(docs[1], options.target)
     return docs
+
+
+def _apply_images(
+    docs: list[dict[str, Any]], images: ImageSet, jobs_in_pod: bool, default_image: str
+) -> None:
+    """Run every step in the set's image and name the set in each step's environment.
+
+    The driver puts a container's ``env`` into the pod first and appends the ConfigMap's
+    variables after it (backend/src/v2/driver: initPodSpecPatch, then extendPodSpecPatch), and
+    the kubelet keeps the last of two equal names; so the image keys leave ``configMapAsEnv``.
+    Kubeflow's PodDefault adds the ConfigMap with ``envFrom``, which ``env`` overrides.
+    """
+    executors = docs[0].get("deploymentSpec", {}).get("executors", {})
+    image = images.executor_image(jobs_in_pod)
+    replaced = 0
+    for executor in executors.values():
+        container = executor.get("container")
+        if container is None or container.get("image") != default_image:
+            continue
+        container["image"] = image
+        variables = images.environment()
+        env = [e for e in container.get("env", []) if e.get("name") not in variables]
+        container["env"] = env + [{"name": k, "value": v} for k, v in variables.items()]
+        replaced += 1
+    if not replaced:
+        raise CompileOptionError(
+            f"No executor runs in {default_image!r}, so the image {image!r} would replace "
+            "nothing; components must use base_image=PIPELINE_IMAGE."
+        )
+    log.debug("image %s set on %d executors", image, replaced)
+    if len(docs) < 2:
+        return
+    image_env = set(images.environment())
+    kubernetes = docs[1].get("platforms", {}).get("kubernetes", {})
+    for executor in kubernetes.get("deploymentSpec", {}).get("executors", {}).values():
+        for entry in executor.get("configMapAsEnv", []):
+            entry["keyToEnv"] = [
+                k for k in entry.get("keyToEnv", []) if k.get("envVar") not in image_env
+            ]
 
 
 def adapt_platform_spec(platform: dict[str, Any], backend: BackendTarget) -> None:
@@ -223,7 +246,7 @@ def compile_pipeline(
     header, _ = _split_header(raw)
     documents = load_documents(raw)
     validate_documents(documents)  # KFP's own output first, so a failure points at the code
-    default_image = default_pipeline_image() if options.image is not None else ""
+    default_image = default_pipeline_image() if options.images is not None else ""
     text = render(header, apply_options(documents, options, default_image))
     validated = validate_documents(load_documents(text), options.target)
     return CompiledPipeline(

@@ -3,7 +3,8 @@
 A params file has three sections::
 
     kubeflow:    # connection settings (skinlesion.kubeflow.settings.KubeflowSettings)
-    compile:     # compile-time options: image, enable_caching, jobs_in_pod
+    compile:     # compile-time options: image_registry or image_repositories, image_tag,
+                 # enable_caching, jobs_in_pod, kfp_backend
     pipelines:   # arguments per pipeline: {training: {backend: sagemaker, ...}, ...}
 
 A string value may hold placeholders, resolved when a command reads the section (never at
@@ -29,7 +30,14 @@ from skinlesion.kubeflow.validation import ParameterInput
 
 DEFAULT_PARAMS_DIR = Path("pipelines/params")
 SECTIONS = ("kubeflow", "compile", "pipelines")
-COMPILE_KEYS = ("image", "enable_caching", "jobs_in_pod", "kfp_backend")
+COMPILE_KEYS = (
+    "image_registry",
+    "image_repositories",
+    "image_tag",
+    "enable_caching",
+    "jobs_in_pod",
+    "kfp_backend",
+)
 PLACEHOLDER = re.compile(r"\$\{(?P<body>[^}]+)\}")
 
 

@@ -25,6 +25,7 @@ from skinlesion.kubeflow.compiling import (
     compile_pipeline,
 )
 from skinlesion.kubeflow.discovery import PipelineEntry
+from skinlesion.kubeflow.images import ImageSetError, resolve_image_set
 from skinlesion.kubeflow.params import EnvironmentParams, ParamsError, check_arguments
 from skinlesion.kubeflow.settings import KubeflowSettings
 from skinlesion.kubeflow.targets import (
@@ -57,6 +58,11 @@ class SourceRevision:
     @property
     def short(self) -> str:
         return self.commit[:12] if self.commit else "nogit"
+
+    @property
+    def image_tag(self) -> str:
+        """The tag ``make images`` gives this checkout (mk/containers.mk IMAGE_TAG)."""
+        return self.short + ("-dirty" if self.dirty else "")
 
 
 def source_revision(repo: Path = Path(".")) -> SourceRevision:
@@ -107,13 +113,31 @@ class PreparedPipeline:
 
 
 def compile_options_for(
-    params: EnvironmentParams, overrides: Mapping[str, Any] | None = None
+    params: EnvironmentParams,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    revision: SourceRevision | None = None,
 ) -> CompileOptions:
-    """The environment's ``compile:`` section with ``overrides`` (non-None values) on top."""
+    """The environment's ``compile:`` section with ``overrides`` (non-None values) on top.
+
+    The image set comes from ``image_registry`` or ``image_repositories`` (the params file or an
+    override), with ``image_tag`` or else the checkout's tag (the commit, ``-dirty`` marked).
+    """
     values = params.compile_options()
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    registry = values.pop("image_registry", None)
+    repositories = values.pop("image_repositories", None)
+    tag = values.pop("image_tag", None) or (revision or source_revision()).image_tag
+    if repositories is not None and not isinstance(repositories, Mapping):
+        raise ParamsError(
+            f"{params.path}: compile.image_repositories must map pipeline, training and "
+            "inference to repository URLs."
+        )
     try:
-        return CompileOptions(**values)
+        images = resolve_image_set(tag=str(tag), registry=registry, repositories=repositories)
+        return CompileOptions(images=images, **values)
+    except ImageSetError as error:
+        raise ParamsError(f"{params.path}: compile: {error}") from None
     except TypeError as error:
         raise ParamsError(f"{params.path}: compile: {error}") from None
 
