@@ -8,10 +8,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from skinlesion import steps
 from skinlesion.artifacts import MODEL_ARCHIVE, pack_model
 from skinlesion.backends.base import ApprovalStatus, DeployRequest
 from skinlesion.capture import VARIANT_HEADER, iter_capture_records
@@ -86,6 +88,7 @@ def test_the_local_endpoint_splits_requests_between_champion_and_challenger(
             ("Challenger", challenger.arn, pytest.approx(0.3)),
         ]
         answered: dict[str, list[str]] = {"AllTraffic": [], "Challenger": []}
+        tops: dict[str, dict[str, Any]] = {}
         served = {
             "AllTraffic": f"variants/{champion.version}",
             "Challenger": f"variants/{challenger.version}",
@@ -102,6 +105,7 @@ def test_the_local_endpoint_splits_requests_between_champion_and_challenger(
                 # The variant named is the one whose model answered.
                 assert response.json()["model_version"] == served[variant]
                 answered[variant].append(response.headers["x-event-id"])
+                tops[response.headers["x-event-id"]] = response.json()["predictions"][0]
             assert {k: len(v) for k, v in answered.items()} == {"AllTraffic": 14, "Challenger": 6}
             # A refusal still comes back through the router with the variant's status.
             refused = http.post("/invocations", content=b"x", headers={"content-type": "text/csv"})
@@ -130,11 +134,55 @@ def test_the_local_endpoint_splits_requests_between_champion_and_challenger(
             assert headers == {"AllTraffic"}
             with pytest.raises(ValueError, match="no variant 'Nope'"):
                 backend.set_traffic(ENDPOINT, {"Nope": 1})
+
+        # Ground truth arrives: the challenger's answers were right, the champion's wrong.
+        labels = tmp_path / "labels.csv"
+        rows = ["eventId,label"]
+        for variant, event_ids in answered.items():
+            for event_id in event_ids:
+                top = str(tops[event_id]["top_class"])
+                other = next(c for c in tops[event_id]["probabilities"] if c != top)
+                rows.append(f"{event_id},{top if variant == 'Challenger' else other}")
+        labels.write_text("\n".join(rows) + "\n")
+        decision = steps.promote_challenger(
+            backend="local",
+            endpoint_name=ENDPOINT,
+            labels_uri=str(labels),
+            min_requests=5,
+            min_labelled=5,
+            margin=0.05,
+            instance_type="ml.m5.large",
+            min_instances=1,
+            max_instances=1,
+        )
+        assert decision == "promote"
+        [alone] = backend.describe_variants(ENDPOINT)
+        assert (alone.name, alone.model_version_arn, alone.share) == (
+            "AllTraffic",
+            challenger.arn,
+            1.0,
+        )
+        promoted = backend.describe_endpoint(ENDPOINT)
+        with httpx.Client(base_url=promoted.url, timeout=60) as http:
+            response = http.post(
+                "/invocations",
+                content=sample_jpegs[0].read_bytes(),
+                headers={"content-type": "image/jpeg"},
+            )
+        assert response.json()["model_version"] == served["Challenger"]
+        # The two-variant endpoint's processes were stopped once the winner served alone.
+        for pid in (
+            endpoint.details["pid"],
+            *(v["pid"] for v in endpoint.details["variants"].values()),
+        ):
+            assert not _alive(int(pid))
     finally:
         backend.delete_endpoint(ENDPOINT)
     pids = [endpoint.details["pid"], *(v["pid"] for v in endpoint.details["variants"].values())]
     assert len(set(pids)) == 3
-    for pid in pids:
-        assert (
-            not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
-        )
+    assert not _alive(int(promoted.details["pid"]))
+
+
+def _alive(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return status.exists() and "zombie" not in status.read_text()
