@@ -25,8 +25,12 @@ def deploy_pipeline(
     min_instances: int = 1,
     max_instances: int = 5,
     capture_percentage: int = 100,  # data capture's share of requests, for monitoring
+    challenger_model_version_arn: str = "",  # an Approved version to serve beside it
+    challenger_traffic_percent: int = 0,  # the challenger's share of requests (1-99)
 ) -> None:
-    """1. Deploy: the version must be Approved (the step refuses any other status)."""
+    """1. Deploy: the version must be Approved (the step refuses any other status); with a
+    challenger, it serves as a second variant at its share (docs/deploy.md, "Champion and
+    challenger"; pipelines/promote.py decides its fate)."""
     aws_step(
         deploy(
             backend=backend,
@@ -36,6 +40,8 @@ def deploy_pipeline(
             min_instances=min_instances,
             max_instances=max_instances,
             capture_percentage=capture_percentage,
+            challenger_model_version_arn=challenger_model_version_arn,
+            challenger_traffic_percent=challenger_traffic_percent,
         ).set_display_name("Deploy"),
         cache=False,
     )

@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 
 EVENT_VERSION = "0"
 DEFAULT_VARIANT = "AllTraffic"  # the variant name SageMaker's examples and our backends use
+# Champion and challenger: the champion keeps the name its alarms, dashboards, autoscaling and
+# drift monitor watch; the challenger is a second variant beside it.
+CHAMPION_VARIANT = DEFAULT_VARIANT
+CHALLENGER_VARIANT = "Challenger"
+# The response header that names the variant that answered (SageMaker's InvokeEndpoint sets it).
+VARIANT_HEADER = "x-amzn-invoked-production-variant"
 ENCODINGS = ("BASE64", "JSON", "CSV")
 _JSON_TYPES = ("application/json", "text/json")
 _CSV_TYPES = ("text/csv",)

@@ -422,3 +422,104 @@ __all__ = [
     "stop_run_jobs",
     "train",
 ]
+
+
+def deploy_variants(
+    *,
+    backend: str,
+    model_version_arn: str,
+    endpoint_name: str,
+    instance_type: str,
+    min_instances: int,
+    max_instances: int,
+    capture_percentage: int = 100,
+    challenger_model_version_arn: str = "",
+    challenger_traffic_percent: int = 0,
+) -> str:
+    """Deploy an Approved version, with an Approved challenger beside it when one is named (its
+    share of the requests ``challenger_traffic_percent``); return the endpoint's URL."""
+    configure_logging()
+    be = get_backend(backend)
+    endpoint = be.deploy(
+        DeployRequest(
+            model_version_arn=model_version_arn,
+            endpoint_name=endpoint_name or be.default_endpoint_name(),
+            instance_type=instance_type,
+            min_instances=min_instances,
+            max_instances=max_instances,
+            capture_percentage=capture_percentage,
+            challenger_model_version_arn=challenger_model_version_arn,
+            challenger_traffic_percent=challenger_traffic_percent,
+        )
+    )
+    return endpoint.url
+
+
+def promote_challenger(
+    *,
+    backend: str,
+    endpoint_name: str,
+    labels_uri: str,
+    min_requests: int,
+    min_labelled: int,
+    margin: float,
+    instance_type: str,
+    min_instances: int,
+    max_instances: int,
+    capture_percentage: int = 100,
+    report: ArtifactLike | None = None,
+) -> str:
+    """Compare champion and challenger on their capture and act on the decision: promote (the
+    challenger takes all traffic, then serves alone), retire (the champion does), or hold.
+    Returns the decision; ``report`` receives the comparison as JSON."""
+    from skinlesion.backends.base import CHALLENGER_VARIANT, CHAMPION_VARIANT
+    from skinlesion.monitoring.variants import Decision, PromotionRule, compare_variants
+
+    configure_logging()
+    be = get_backend(backend)
+    name = endpoint_name or be.default_endpoint_name()
+    variants = {v.name: v for v in be.describe_variants(name)}
+    if set(variants) != {CHAMPION_VARIANT, CHALLENGER_VARIANT}:
+        raise ValueError(
+            f"Endpoint {name} serves the variants {sorted(variants)}: promotion needs a champion "
+            f"({CHAMPION_VARIANT}) and a challenger ({CHALLENGER_VARIANT}); deploy one with "
+            "challenger_model_version_arn."
+        )
+    capture_uri = be.describe_endpoint(name).capture_uri
+    rule = PromotionRule(min_requests=min_requests, min_labelled=min_labelled, margin=margin)
+    comparison = compare_variants(
+        capture_uri, name, labels_uri=labels_uri, rule=rule, s3_client=be.s3_client()
+    )
+    if report is not None:
+        Path(report.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(report.path).write_text(json.dumps(comparison.to_dict(), indent=2))
+        report.metadata.update({"decision": comparison.decision.value, "reason": comparison.reason})
+    if comparison.decision is Decision.HOLD:
+        log.info("Endpoint %s keeps its weights: %s", name, comparison.reason)
+        return comparison.decision.value
+    winner, loser = (
+        (CHALLENGER_VARIANT, CHAMPION_VARIANT)
+        if comparison.decision is Decision.PROMOTE
+        else (CHAMPION_VARIANT, CHALLENGER_VARIANT)
+    )
+    # First the weights (seconds, no new fleet): the loser stops answering at once; then the
+    # winner alone as the endpoint's one variant, which frees the loser's instances.
+    be.set_traffic(name, {winner: 1.0, loser: 0.0})
+    be.deploy(
+        DeployRequest(
+            model_version_arn=variants[winner].model_version_arn,
+            endpoint_name=name,
+            instance_type=instance_type,
+            min_instances=min_instances,
+            max_instances=max_instances,
+            capture_percentage=capture_percentage,
+        )
+    )
+    log.info(
+        "Endpoint %s: %s (%s); it now serves %s alone",
+        name,
+        comparison.decision.value,
+        comparison.reason,
+        variants[winner].model_version_arn,
+    )
+    return comparison.decision.value

@@ -67,4 +67,6 @@ def test_the_deploy_pipeline_compiles_to_one_deploy_step(tmp_path: Path) -> None
         "min_instances",
         "max_instances",
         "capture_percentage",
+        "challenger_model_version_arn",
+        "challenger_traffic_percent",
     }

@@ -13,12 +13,16 @@ from __future__ import annotations
 import abc
 import enum
 import logging
+import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from skinlesion import storage
+from skinlesion.capture import CHALLENGER_VARIANT, CHAMPION_VARIANT
 from skinlesion.config import PreprocessConfig, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -190,6 +194,18 @@ class DeployRequest:
     target_invocations_per_instance: int = 100
     capture_uri: str = ""  # data capture destination; empty: the backend's default
     capture_percentage: int = 100
+    # Champion and challenger: a second production variant serving this version beside the
+    # champion (``model_version_arn``), with this share of the requests (1-99).
+    challenger_model_version_arn: str = ""
+    challenger_traffic_percent: int = 0
+
+    def variant_weights(self) -> dict[str, float]:
+        """Each production variant's weight (its share of the requests, 0-1)."""
+        check_challenger(self)
+        if not self.challenger_model_version_arn:
+            return {CHAMPION_VARIANT: 1.0}
+        share = self.challenger_traffic_percent / 100
+        return {CHAMPION_VARIANT: round(1.0 - share, 6), CHALLENGER_VARIANT: round(share, 6)}
 
 
 @dataclass(frozen=True)
@@ -200,6 +216,17 @@ class Endpoint:
     model_version_arn: str
     capture_uri: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One production variant of an endpoint: the version it serves and its share of requests."""
+
+    name: str
+    model_version_arn: str
+    weight: float  # as the endpoint holds it (SageMaker's CurrentWeight)
+    share: float  # weight over the sum of the endpoint's weights, 0-1
+    instance_count: int | None = None  # None where the backend has no fleet (local)
 
 
 @dataclass(frozen=True)
@@ -355,6 +382,16 @@ class Backend(abc.ABC):
     def delete_endpoint(self, endpoint_name: str) -> None:
         """Stop and delete the endpoint; ``EndpointNotFoundError`` when there is none."""
 
+    # --- champion and challenger (deploy with ``DeployRequest.challenger_model_version_arn``) --
+    @abc.abstractmethod
+    def describe_variants(self, endpoint_name: str) -> list[Variant]:
+        """The endpoint's production variants with their current weights, champion first."""
+
+    @abc.abstractmethod
+    def set_traffic(self, endpoint_name: str, weights: Mapping[str, float]) -> list[Variant]:
+        """Shift traffic between the endpoint's variants (SageMaker's
+        UpdateEndpointWeightsAndCapacities); unnamed variants keep their weight."""
+
 
 def decide_approval(
     candidate: dict[str, float],
@@ -374,3 +411,63 @@ def decide_approval(
     if candidate.get(metric, float("-inf")) >= best + margin - 1e-9:
         return ApprovalStatus.APPROVED
     return ApprovalStatus.PENDING
+
+
+# --- champion and challenger -------------------------------------------------------------------
+# The API reference's limits: ProductionVariants holds 1 to 10 variants (CreateEndpointConfig);
+# VariantName matches [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62} and a weight is a float >= 0
+# (ProductionVariant.InitialVariantWeight, DesiredWeightAndCapacity.DesiredWeight).
+MAX_VARIANTS = 10
+VARIANT_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}")
+
+
+def check_challenger(request: DeployRequest) -> None:
+    """Raise ValueError naming the challenger field that is wrong and what is accepted."""
+    if not request.challenger_model_version_arn:
+        if request.challenger_traffic_percent:
+            raise ValueError(
+                f"challenger_traffic_percent is {request.challenger_traffic_percent} but no "
+                "challenger_model_version_arn is given: name the challenger's version, or leave "
+                "the share at 0."
+            )
+        return
+    if request.challenger_model_version_arn == request.model_version_arn:
+        raise ValueError(
+            f"The challenger {request.challenger_model_version_arn} is the champion itself: "
+            "a challenger must be another version."
+        )
+    if not 1 <= request.challenger_traffic_percent <= 99:
+        raise ValueError(
+            f"Invalid challenger_traffic_percent {request.challenger_traffic_percent}: 1 to 99 "
+            "(0 is no challenger; 100 is a plain deploy of the challenger)."
+        )
+
+
+def check_weights(weights: Mapping[str, float], known: list[str]) -> dict[str, float]:
+    """The weights as floats; ValueError for an unknown variant, a bad name or a bad weight."""
+    if not weights:
+        raise ValueError(f"No weights given: name at least one of the variants {known}.")
+    checked: dict[str, float] = {}
+    for name, weight in weights.items():
+        if not VARIANT_NAME.fullmatch(name):
+            raise ValueError(
+                f"Invalid variant name {name!r}: letters, digits and inner hyphens, at most 63."
+            )
+        if name not in known:
+            raise ValueError(f"The endpoint has no variant {name!r}; its variants: {known}.")
+        value = float(weight)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"Invalid weight {weight!r} for {name}: a finite number >= 0.")
+        checked[name] = value
+    return checked
+
+
+def variant_shares(weights: Mapping[str, float]) -> dict[str, float]:
+    """Each variant's share of the requests (weight over the total); ValueError when all are 0."""
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(
+            f"Every variant's weight would be 0 ({dict(weights)}): the endpoint would serve "
+            "nothing. Give at least one variant a weight above 0."
+        )
+    return {name: weight / total for name, weight in weights.items()}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from skinlesion.capture import VARIANT_HEADER
 from skinlesion.serving.requests import (
     RESPONSE_TYPE,
     ImageLimits,
@@ -328,7 +329,12 @@ class ServingApp:
             "latency_ms": round((time.perf_counter() - started) * 1000, 3),
         }
         response = json.dumps(payload).encode()
-        await _send(send, 200, response, extra=[(b"x-event-id", event_id.encode())])
+        # The variant that answered, as SageMaker's InvokeEndpoint names it in its response.
+        extra = [
+            (b"x-event-id", event_id.encode()),
+            (VARIANT_HEADER.encode(), self.settings.variant_name.encode()),
+        ]
+        await _send(send, 200, response, extra=extra)
         if self.capture is not None:
             self.capture.capture(
                 body, headers.get("content-type", ""), response, RESPONSE_TYPE, event_id=event_id

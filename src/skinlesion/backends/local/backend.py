@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,10 @@ from skinlesion.backends.base import (
     PreprocessRequest,
     RegisterRequest,
     TrainRequest,
+    Variant,
+    check_weights,
     decide_approval,
+    variant_shares,
 )
 from skinlesion.backends.errors import (
     EndpointNotFoundError,
@@ -44,7 +47,13 @@ from skinlesion.backends.errors import (
 from skinlesion.backends.local.jobs import LocalJobRunner, job_name
 from skinlesion.backends.local.processes import free_port, stop_pid, wait_healthy
 from skinlesion.backends.local.registry import LocalModelRegistry
-from skinlesion.capture import DEFAULT_VARIANT, format_inference_time, hour_folder_in_window
+from skinlesion.capture import (
+    CHALLENGER_VARIANT,
+    CHAMPION_VARIANT,
+    DEFAULT_VARIANT,
+    format_inference_time,
+    hour_folder_in_window,
+)
 from skinlesion.contract import JobKind
 from skinlesion.monitoring.files import STATISTICS_FILE
 
@@ -400,18 +409,87 @@ class LocalBackend(Backend):
         return self.settings.root / "endpoints" / name
 
     def deploy(self, request: DeployRequest) -> Endpoint:
-        """Start the serving app for an Approved version; replace a running one blue/green."""
-        version = self.registry.get(request.model_version_arn)
+        """Start the serving app for an Approved version; replace a running one blue/green.
+
+        With a challenger, each variant is a serving process of its own (capturing under
+        ``<capture>/<endpoint>/<variant>/``) behind a router that splits requests by weight
+        (:mod:`skinlesion.serving.router`); the endpoint's URL is the router's.
+        """
+        weights = request.variant_weights()  # checks the challenger fields
+        versions = {CHAMPION_VARIANT: self._approved(request.model_version_arn)}
+        if request.challenger_model_version_arn:
+            versions[CHALLENGER_VARIANT] = self._approved(request.challenger_model_version_arn)
+        folder = self._endpoint_dir(request.endpoint_name)
+        previous = self._read_endpoint(request.endpoint_name)
+        capture = request.capture_uri or str(folder / CAPTURE_DIR)
+        started: list[int] = []
+        variants: dict[str, dict[str, Any]] = {}
+        try:
+            for name, version in versions.items():
+                variants[name] = self._start_variant(folder, version, name, capture, request)
+                variants[name]["weight"] = weights[name]
+                started.append(int(variants[name]["pid"]))
+            if len(variants) == 1:
+                front_pid, url, weights_file = started[0], variants[CHAMPION_VARIANT]["url"], ""
+            else:
+                front_pid, url, weights_file = self._start_router(folder, variants)
+                started.append(front_pid)
+        except Exception:
+            for pid in started:
+                stop_pid(pid)
+            raise
+        champion = variants[CHAMPION_VARIANT]
+        endpoint = Endpoint(
+            name=request.endpoint_name,
+            url=url,
+            status="InService",
+            model_version_arn=versions[CHAMPION_VARIANT].arn,
+            capture_uri=capture,
+            details={
+                "pid": front_pid,
+                "log": champion["log"],
+                "model_dir": champion["model_dir"],
+                "variants": variants,
+                "weights_file": weights_file,
+            },
+        )
+        self._write_endpoint(endpoint)
+        self._remember_root()
+        if previous is not None:  # blue/green: the old one goes only once the new one is healthy
+            for pid in _endpoint_pids(previous):
+                stop_pid(pid)
+        log.info(
+            "endpoint %s in service at %s (%s)",
+            request.endpoint_name,
+            url,
+            ", ".join(f"{n}: {versions[n].arn} at {weights[n]:g}" for n in variants),
+        )
+        return endpoint
+
+    def _approved(self, model_version_arn: str) -> ModelVersion:
+        version = self.registry.get(model_version_arn)
         if version.approval_status is not ApprovalStatus.APPROVED:
             raise ModelNotApprovedError(
                 f"Model version {version.arn} is {version.approval_status.value}; only Approved "
-                "versions are deployed. Approve it first (skinlesion registry approve ...)."
+                "versions are deployed (a challenger too: it answers real requests). Approve it "
+                "first (skinlesion registry approve ...)."
             )
-        folder = self._endpoint_dir(request.endpoint_name)
-        previous = self._read_endpoint(request.endpoint_name)
-        slot = folder / f"v{version.version}-{int(time.time())}"
+        return version
+
+    def _start_variant(
+        self,
+        folder: Path,
+        version: ModelVersion,
+        variant: str,
+        capture: str,
+        request: DeployRequest,
+    ) -> dict[str, Any]:
+        """Start one variant's serving process and wait until it answers ``/ping``."""
+        # The champion's slot is v<version>-<time>, as before: a stopped endpoint's monitor
+        # takes the newest v* slot as the model it served; a challenger's slot is named apart.
+        prefix = "" if variant == CHAMPION_VARIANT else f"{variant.lower()}-"
+        slot = folder / f"{prefix}v{version.version}-{time.time_ns()}"
         model_dir = artifacts.unpack_model(Path(version.model_data_uri), slot / "model")
-        capture = request.capture_uri or str(folder / CAPTURE_DIR)
         port = free_port(self.settings.endpoint_host)
         log_file = (slot / "server.log").open("ab")
         command = [
@@ -421,6 +499,7 @@ class LocalBackend(Backend):
             "--capture-dir", storage.local_path(capture).as_posix(),
             "--capture-percentage", str(request.capture_percentage),
             "--endpoint-name", request.endpoint_name,
+            "--variant-name", variant,
         ]  # fmt: skip
         # A session of its own and no inherited pipes: the endpoint outlives this step.
         process = subprocess.Popen(
@@ -437,24 +516,86 @@ class LocalBackend(Backend):
         except Exception:
             stop_pid(process.pid)
             raise
-        endpoint = Endpoint(
-            name=request.endpoint_name,
-            url=url,
-            status="InService",
-            model_version_arn=version.arn,
-            capture_uri=capture,
-            details={
-                "pid": process.pid,
-                "log": str(slot / "server.log"),
-                "model_dir": str(model_dir),
-            },
+        return {
+            "pid": process.pid,
+            "url": url,
+            "log": str(slot / "server.log"),
+            "model_dir": str(model_dir),
+            "model_version_arn": version.arn,
+        }
+
+    def _start_router(
+        self, folder: Path, variants: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[int, str, str]:
+        """Start the router in front of the variants; its pid, URL and weights file."""
+        from skinlesion.serving.router import Route, write_routes
+
+        weights_file = folder / "weights.json"
+        write_routes(
+            weights_file, [Route(n, str(v["url"]), float(v["weight"])) for n, v in variants.items()]
         )
-        (folder / "endpoint.json").write_text(json.dumps(asdict(endpoint), indent=2))
-        self._remember_root()
-        if previous is not None:  # blue/green: the old one goes only once the new one is healthy
-            stop_pid(int(previous.details.get("pid", 0)))
-        log.info("endpoint %s in service at %s (model %s)", request.endpoint_name, url, version.arn)
-        return endpoint
+        port = free_port(self.settings.endpoint_host)
+        log_path = folder / f"router-{time.time_ns()}.log"
+        command = [
+            self.settings.python, "-m", "skinlesion.serving.router",
+            "--weights-file", str(weights_file),
+            "--host", self.settings.endpoint_host, "--port", str(port),
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://{self.settings.endpoint_host}:{port}"
+        try:
+            wait_healthy(url, process, self.settings.endpoint_start_timeout, log_path)
+        except Exception:
+            stop_pid(process.pid)
+            raise
+        return process.pid, url, str(weights_file)
+
+    def _write_endpoint(self, endpoint: Endpoint) -> None:
+        path = self._endpoint_dir(endpoint.name) / "endpoint.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(asdict(endpoint), indent=2))
+
+    # -- champion and challenger ------------------------------------------------------------
+    def describe_variants(self, endpoint_name: str) -> list[Variant]:
+        """The endpoint's variants and weights, from its record (champion first)."""
+        endpoint = self.describe_endpoint(endpoint_name)
+        recorded: Mapping[str, Mapping[str, Any]] = endpoint.details.get("variants") or {
+            CHAMPION_VARIANT: {"model_version_arn": endpoint.model_version_arn, "weight": 1.0}
+        }
+        weights = {name: float(v.get("weight", 1.0)) for name, v in recorded.items()}
+        shares = variant_shares(weights)
+        variants = [
+            Variant(name, str(v["model_version_arn"]), weights[name], shares[name])
+            for name, v in recorded.items()
+        ]
+        return sorted(variants, key=lambda v: (v.name != CHAMPION_VARIANT, v.name))
+
+    def set_traffic(self, endpoint_name: str, weights: Mapping[str, float]) -> list[Variant]:
+        """New weights for the router (read on its next request); the record keeps them."""
+        from skinlesion.serving.router import read_routes, write_routes
+
+        endpoint = self.describe_endpoint(endpoint_name)
+        current = {v.name: v.weight for v in self.describe_variants(endpoint_name)}
+        checked = check_weights(weights, list(current))
+        merged = {**current, **checked}
+        variant_shares(merged)  # refuses all zero
+        weights_file = str(endpoint.details.get("weights_file", ""))
+        if weights_file:
+            routes = read_routes(Path(weights_file))
+            write_routes(Path(weights_file), [replace(r, weight=merged[r.name]) for r in routes])
+        recorded = dict(endpoint.details.get("variants") or {})
+        for name, weight in merged.items():
+            if name in recorded:
+                recorded[name] = {**recorded[name], "weight": weight}
+        self._write_endpoint(replace(endpoint, details={**endpoint.details, "variants": recorded}))
+        log.info("endpoint %s: variant weights set to %s", endpoint_name, merged)
+        return self.describe_variants(endpoint_name)
 
     def _remember_root(self) -> None:
         try:
@@ -491,9 +632,18 @@ class LocalBackend(Backend):
 
     def delete_endpoint(self, endpoint_name: str) -> None:
         endpoint = self.describe_endpoint(endpoint_name)
-        stop_pid(int(endpoint.details.get("pid", 0)))
+        for pid in _endpoint_pids(endpoint):
+            stop_pid(pid)
         (self._endpoint_dir(endpoint_name) / "endpoint.json").unlink(missing_ok=True)
         log.info("endpoint %s stopped", endpoint_name)
+
+
+def _endpoint_pids(endpoint: Endpoint) -> list[int]:
+    """The processes of an endpoint: its front (router or only server), then each variant's."""
+    pids = [int(endpoint.details.get("pid", 0))]
+    for variant in (endpoint.details.get("variants") or {}).values():
+        pids.append(int(variant.get("pid", 0)))
+    return list(dict.fromkeys(p for p in pids if p > 0))
 
 
 def _append_json_line(path: Path, record: Mapping[str, Any]) -> None:

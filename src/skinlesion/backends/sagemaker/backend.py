@@ -28,6 +28,7 @@ from skinlesion.backends.base import (
     PreprocessRequest,
     RegisterRequest,
     TrainRequest,
+    Variant,
 )
 from skinlesion.backends.errors import (
     EndpointNotFoundError,
@@ -586,6 +587,23 @@ class SageMakerBackend(Backend):
                 f"No SageMaker endpoint named {endpoint_name!r} in {self.settings.region}."
             )
         self.deployer.delete(endpoint_name)
+
+    # --- champion and challenger ------------------------------------------------------------
+    def describe_variants(self, endpoint_name: str) -> list[Variant]:
+        """The endpoint's production variants (DescribeEndpoint), champion first."""
+        if self.deployer.describe_endpoint(endpoint_name) is None:
+            raise EndpointNotFoundError(
+                f"No SageMaker endpoint named {endpoint_name!r} in {self.settings.region}."
+            )
+        return self.deployer.describe_variants(endpoint_name)
+
+    def set_traffic(self, endpoint_name: str, weights: Mapping[str, float]) -> list[Variant]:
+        """Shift traffic between the variants (UpdateEndpointWeightsAndCapacities)."""
+        if self.deployer.describe_endpoint(endpoint_name) is None:
+            raise EndpointNotFoundError(
+                f"No SageMaker endpoint named {endpoint_name!r} in {self.settings.region}."
+            )
+        return self.deployer.set_traffic(endpoint_name, weights)
 
     # --- helpers --------------------------------------------------------------------------
     def _cost(

@@ -1,5 +1,12 @@
 """Endpoints: a Model from an Approved package, an EndpointConfig with data capture, create or
-blue/green update with auto-rollback on CloudWatch alarms, InService, target tracking scaling."""
+blue/green update with auto-rollback on CloudWatch alarms, InService, target tracking scaling.
+
+Champion and challenger: a deploy that names a challenger serves it as a second production
+variant (``Challenger``) beside the champion (``AllTraffic``), each with its InitialVariantWeight;
+``set_traffic`` shifts the weights (UpdateEndpointWeightsAndCapacities) and a plain deploy of the
+winner returns the endpoint to one variant. Each variant scales on its own
+(``endpoint/<name>/variant/<variant>``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +18,17 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from skinlesion.backends.base import ApprovalStatus, DeployRequest, Endpoint
+from skinlesion.backends.base import (
+    CHALLENGER_VARIANT,
+    MAX_VARIANTS,
+    ApprovalStatus,
+    DeployRequest,
+    Endpoint,
+    Variant,
+    check_challenger,
+    check_weights,
+    variant_shares,
+)
 from skinlesion.backends.sagemaker.errors import (
     DeploymentError,
     ModelNotApprovedError,
@@ -77,14 +94,18 @@ class EndpointDeployer:
         """Serve ``request.model_version_arn`` at ``request.endpoint_name``; return it InService."""
         check_deploy_request(request)
         self.check_timing()
-        package = self.sagemaker.describe_model_package(ModelPackageName=request.model_version_arn)
-        status = package.get("ModelApprovalStatus", "")
-        if status != ApprovalStatus.APPROVED.value:
-            raise ModelNotApprovedError(
-                f"Model package {request.model_version_arn} is {status or 'without a status'}; only "
-                "Approved packages are deployed. Approve it first (UpdateModelPackage)."
-            )
+        package = self.approved_package(request.model_version_arn)
+        challenger_package = (
+            self.approved_package(request.challenger_model_version_arn)
+            if request.challenger_model_version_arn
+            else None
+        )
         model_name = self.ensure_model(request.endpoint_name, package)
+        challenger_model = (
+            self.ensure_model(request.endpoint_name, challenger_package)
+            if challenger_package is not None
+            else ""
+        )
         capture_uri = request.capture_uri or self.settings.default_capture_uri
         current = self.describe_endpoint(request.endpoint_name)
         if current is not None and current["EndpointStatus"] in BUSY:
@@ -113,12 +134,21 @@ class EndpointDeployer:
             self._wait_deleted(request.endpoint_name)
             current = None
         alarms: list[str] = []
-        if current is not None and self.serves(current, request, model_name, capture_uri):
+        if current is not None and self.serves(
+            current, request, model_name, capture_uri, challenger_model
+        ):
             config_name = str(current["EndpointConfigName"])
             log.info("Endpoint %s already serves %s", request.endpoint_name, config_name)
         else:
             count = fleet_size(request, current)
-            config_name = self.ensure_endpoint_config(request, model_name, capture_uri, count)
+            config_name = self.ensure_endpoint_config(
+                request,
+                model_name,
+                capture_uri,
+                count,
+                challenger_model=challenger_model,
+                challenger_count=fleet_size(request, current, CHALLENGER_VARIANT),
+            )
             try:
                 if current is None:
                     self._call(
@@ -141,7 +171,8 @@ class EndpointDeployer:
             # A rolled-back update leaves the old fleet InService: it must scale as before.
             self.restore_autoscaling(request)
             raise
-        policy_arn = self.autoscale(request)
+        variants = list(request.variant_weights())
+        policy_arns = {name: self.autoscale(request, name) for name in variants}
         return Endpoint(
             name=request.endpoint_name,
             url=invocation_url(self.settings.region, request.endpoint_name),
@@ -153,10 +184,28 @@ class EndpointDeployer:
                 "endpoint_config": config_name,
                 "model": model_name,
                 "variant": VARIANT,
-                "scaling_policy_arn": policy_arn,
+                "scaling_policy_arn": policy_arns[VARIANT],
                 "rollback_alarms": alarms,
+                "variants": request.variant_weights(),
+                "challenger_model": challenger_model,
+                "challenger_model_version_arn": request.challenger_model_version_arn,
+                "scaling_policy_arns": policy_arns,
             },
         )
+
+    def approved_package(self, model_version_arn: str) -> Mapping[str, Any]:
+        """DescribeModelPackage of an Approved version; ModelNotApprovedError for any other."""
+        package: Mapping[str, Any] = self.sagemaker.describe_model_package(
+            ModelPackageName=model_version_arn
+        )
+        status = package.get("ModelApprovalStatus", "")
+        if status != ApprovalStatus.APPROVED.value:
+            raise ModelNotApprovedError(
+                f"Model package {model_version_arn} is {status or 'without a status'}; only "
+                "Approved packages are deployed (a challenger too: it answers real requests). "
+                "Approve it first (UpdateModelPackage)."
+            )
+        return package
 
     def check_timing(self) -> None:
         """Refuse, before any call, a bake time the endpoint timeout cannot wait through."""
@@ -229,18 +278,38 @@ class EndpointDeployer:
         model_name: str,
         capture_uri: str,
         instance_count: int | None = None,
+        *,
+        challenger_model: str = "",
+        challenger_count: int | None = None,
     ) -> dict[str, Any]:
-        """The CreateEndpointConfig request; its name hashes what it serves and ends in the fleet
-        size (``-n<count>``), so the same content is reused and recognised at any size."""
+        """The CreateEndpointConfig request; its name hashes what it serves and ends in the
+        champion's fleet size (``-n<count>``), so the same content is reused and recognised at
+        any size. With a challenger, a second variant serves it at its share of the requests."""
         count = request.min_instances if instance_count is None else instance_count
-        variant = {
-            "VariantName": VARIANT,
-            "ModelName": model_name,
-            "InitialInstanceCount": count,
-            "InstanceType": request.instance_type,
-            "InitialVariantWeight": 1.0,
+        weights = request.variant_weights()
+        if len(weights) > 1 and not challenger_model:
+            raise ValueError(
+                f"The request names a challenger ({request.challenger_model_version_arn}) but "
+                "no challenger model was created for it."
+            )
+        models = {VARIANT: model_name, CHALLENGER_VARIANT: challenger_model}
+        counts = {
+            VARIANT: count,
+            CHALLENGER_VARIANT: request.min_instances
+            if challenger_count is None
+            else challenger_count,
         }
-        params: dict[str, Any] = {"ProductionVariants": [variant]}
+        variants = [
+            {
+                "VariantName": name,
+                "ModelName": models[name],
+                "InitialInstanceCount": counts[name],
+                "InstanceType": request.instance_type,
+                "InitialVariantWeight": weight,
+            }
+            for name, weight in weights.items()
+        ]
+        params: dict[str, Any] = {"ProductionVariants": variants}
         if capture_uri:
             capture: dict[str, Any] = {
                 "EnableCapture": True,
@@ -263,7 +332,8 @@ class EndpointDeployer:
                 params["KmsKeyId"] = self.settings.kms_key_arn
         # The fleet size is left out of the hash: autoscaling changes it, the content stays.
         unsized = json.loads(json.dumps(params))
-        del unsized["ProductionVariants"][0]["InitialInstanceCount"]
+        for variant in unsized["ProductionVariants"]:
+            del variant["InitialInstanceCount"]
         fingerprint = digest(json.dumps(unsized, sort_keys=True), chars=8)
         params = {
             "EndpointConfigName": resource_name(request.endpoint_name, fingerprint, f"n{count}"),
@@ -278,13 +348,16 @@ class EndpointDeployer:
         request: DeployRequest,
         model_name: str,
         capture_uri: str,
+        challenger_model: str = "",
     ) -> bool:
         """Whether the endpoint's config is the one this request asks for, at whatever size."""
         name = str(current.get("EndpointConfigName", ""))
         size = name.rpartition("-")[2]
         if not (size.startswith("n") and size[1:].isdigit()):
             return False
-        wanted = self.endpoint_config_request(request, model_name, capture_uri, int(size[1:]))
+        wanted = self.endpoint_config_request(
+            request, model_name, capture_uri, int(size[1:]), challenger_model=challenger_model
+        )
         return name == wanted["EndpointConfigName"]
 
     def ensure_endpoint_config(
@@ -293,9 +366,19 @@ class EndpointDeployer:
         model_name: str,
         capture_uri: str,
         instance_count: int | None = None,
+        *,
+        challenger_model: str = "",
+        challenger_count: int | None = None,
     ) -> str:
         """Create the endpoint config unless one with the same content exists."""
-        params = self.endpoint_config_request(request, model_name, capture_uri, instance_count)
+        params = self.endpoint_config_request(
+            request,
+            model_name,
+            capture_uri,
+            instance_count,
+            challenger_model=challenger_model,
+            challenger_count=challenger_count,
+        )
         name = str(params["EndpointConfigName"])
         if not self._exists(self.sagemaker.describe_endpoint_config, EndpointConfigName=name):
             self._call(self.sagemaker, "CreateEndpointConfig", "create_endpoint_config", **params)
@@ -332,10 +415,30 @@ class EndpointDeployer:
         old_config = self.sagemaker.describe_endpoint_config(
             EndpointConfigName=current["EndpointConfigName"]
         )
-        old_types = {v.get("InstanceType") for v in old_config.get("ProductionVariants", [])}
-        if old_types != {request.instance_type}:
-            # Application Auto Scaling refuses an update that changes a scaled variant's type.
-            self.remove_autoscaling(request.endpoint_name)
+        old_variants = old_config.get("ProductionVariants", [])
+        old_names = {str(v["VariantName"]) for v in old_variants}
+        new_names = set(request.variant_weights())
+        old_types = {v.get("InstanceType") for v in old_variants}
+        for name in sorted(old_names):
+            if old_types != {request.instance_type} or name not in new_names:
+                # Application Auto Scaling refuses an update that changes a scaled variant's
+                # type, and a variant that goes away must leave auto scaling first.
+                self.remove_autoscaling(request.endpoint_name, name)
+        if old_names != new_names:
+            # Deployment guardrails need the new config to have the old one's variant names
+            # (SageMaker guide, "Deployment guardrails: Exclusions"); adding or removing the
+            # challenger is a plain UpdateEndpoint (all at once, no bake, no alarm rollback).
+            params = {"EndpointName": request.endpoint_name, "EndpointConfigName": config_name}
+            self._call(self.sagemaker, "UpdateEndpoint", "update_endpoint", **params)
+            log.warning(
+                "Updating endpoint %s from variants %s to %s: all at once, without the "
+                "blue/green bake and alarm rollback (SageMaker's guardrails need the same "
+                "variant names)",
+                request.endpoint_name,
+                sorted(old_names),
+                sorted(new_names),
+            )
+            return []
         alarms = self.rollback_alarms(request.endpoint_name)
         if not alarms:
             log.warning(
@@ -432,9 +535,9 @@ class EndpointDeployer:
             self.sleep(self.settings.poll_seconds)
 
     # --- autoscaling ----------------------------------------------------------------------
-    def autoscale(self, request: DeployRequest) -> str:
-        """Target tracking on invocations per instance between min and max instances."""
-        resource_id = scaling_resource_id(request.endpoint_name)
+    def autoscale(self, request: DeployRequest, variant: str = VARIANT) -> str:
+        """Target tracking of one variant on invocations per instance, min to max instances."""
+        resource_id = scaling_resource_id(request.endpoint_name, variant)
         self._call(
             self.autoscaling,
             "RegisterScalableTarget",
@@ -449,11 +552,12 @@ class EndpointDeployer:
             self.autoscaling,
             "PutScalingPolicy",
             "put_scaling_policy",
-            **self.scaling_policy_request(request),
+            **self.scaling_policy_request(request, variant),
         )
         log.info(
-            "Endpoint %s scales %d-%d instances at %d invocations per instance",
+            "Endpoint %s variant %s scales %d-%d instances at %d invocations per instance",
             request.endpoint_name,
+            variant,
             request.min_instances,
             request.max_instances,
             request.target_invocations_per_instance,
@@ -475,7 +579,8 @@ class EndpointDeployer:
                     "gone" if description is None else description["EndpointStatus"],
                 )
                 return
-            self.autoscale(request)
+            for variant in description.get("ProductionVariants", [{"VariantName": VARIANT}]):
+                self.autoscale(request, str(variant["VariantName"]))
             log.info(
                 "Endpoint %s serves %s: auto scaling restored",
                 request.endpoint_name,
@@ -484,12 +589,15 @@ class EndpointDeployer:
         except Exception:
             log.exception("Could not restore auto scaling of endpoint %s", request.endpoint_name)
 
-    def scaling_policy_request(self, request: DeployRequest) -> dict[str, Any]:
-        """The PutScalingPolicy request of an endpoint."""
+    def scaling_policy_request(
+        self, request: DeployRequest, variant: str = VARIANT
+    ) -> dict[str, Any]:
+        """The PutScalingPolicy request of an endpoint variant (the champion's keeps its name)."""
+        suffix = "" if variant == VARIANT else f"-{variant.lower()}"
         return {
-            "PolicyName": f"{request.endpoint_name}-invocations-per-instance",
+            "PolicyName": f"{request.endpoint_name}{suffix}-invocations-per-instance",
             "ServiceNamespace": "sagemaker",
-            "ResourceId": scaling_resource_id(request.endpoint_name),
+            "ResourceId": scaling_resource_id(request.endpoint_name, variant),
             "ScalableDimension": SCALABLE_DIMENSION,
             "PolicyType": "TargetTrackingScaling",
             "TargetTrackingScalingPolicyConfiguration": {
@@ -500,9 +608,9 @@ class EndpointDeployer:
             },
         }
 
-    def remove_autoscaling(self, endpoint_name: str) -> None:
+    def remove_autoscaling(self, endpoint_name: str, variant: str = VARIANT) -> None:
         """Delete the variant's scaling policies, then deregister it; nothing registered is fine."""
-        resource_id = scaling_resource_id(endpoint_name)
+        resource_id = scaling_resource_id(endpoint_name, variant)
         policies = self.autoscaling.describe_scaling_policies(
             ServiceNamespace="sagemaker",
             ResourceId=resource_id,
@@ -521,18 +629,83 @@ class EndpointDeployer:
                 ResourceId=resource_id,
                 ScalableDimension=SCALABLE_DIMENSION,
             )
-            log.info("Removed endpoint %s from auto scaling", endpoint_name)
+            log.info("Removed endpoint %s variant %s from auto scaling", endpoint_name, variant)
         except ClientError as error:
             code = error.response.get("Error", {}).get("Code", "")
             message = error.response.get("Error", {}).get("Message", "")
             if code != "ObjectNotFoundException" and "No scalable target" not in message:
                 raise
 
+    # --- champion and challenger ----------------------------------------------------------
+    def describe_variants(self, endpoint_name: str) -> list[Variant]:
+        """The endpoint's variants with their current weights and the versions they serve."""
+        description = self._wait_settled(endpoint_name)
+        if description is None:
+            raise DeploymentError(f"No endpoint {endpoint_name}: it has no variants.")
+        config = self.sagemaker.describe_endpoint_config(
+            EndpointConfigName=description["EndpointConfigName"]
+        )
+        models = {str(v["VariantName"]): str(v["ModelName"]) for v in config["ProductionVariants"]}
+        summaries = description.get("ProductionVariants") or config["ProductionVariants"]
+        weights = {
+            str(v["VariantName"]): float(v.get("CurrentWeight", v.get("InitialVariantWeight", 0)))
+            for v in summaries
+        }
+        shares = variant_shares(weights)
+        variants = []
+        for summary in summaries:
+            name = str(summary["VariantName"])
+            model = self.sagemaker.describe_model(ModelName=models[name])
+            count = summary.get("CurrentInstanceCount", summary.get("InitialInstanceCount"))
+            variants.append(
+                Variant(
+                    name=name,
+                    model_version_arn=str(
+                        model.get("PrimaryContainer", {}).get("ModelPackageName", "")
+                    ),
+                    weight=weights[name],
+                    share=shares[name],
+                    instance_count=None if count is None else int(count),
+                )
+            )
+        return sorted(variants, key=lambda v: (v.name != VARIANT, v.name))
+
+    def set_traffic(self, endpoint_name: str, weights: Mapping[str, float]) -> list[Variant]:
+        """UpdateEndpointWeightsAndCapacities with the new weights; wait until InService.
+
+        Only weights are sent: a DesiredInstanceCount would fight the variants' auto scaling.
+        """
+        current = self.describe_variants(endpoint_name)
+        checked = check_weights(weights, [v.name for v in current])
+        variant_shares({**{v.name: v.weight for v in current}, **checked})  # not all zero
+        params = {
+            "EndpointName": endpoint_name,
+            "DesiredWeightsAndCapacities": [
+                {"VariantName": name, "DesiredWeight": weight} for name, weight in checked.items()
+            ],
+        }
+        self._call(
+            self.sagemaker,
+            "UpdateEndpointWeightsAndCapacities",
+            "update_endpoint_weights_and_capacities",
+            **params,
+        )
+        log.info("Endpoint %s: variant weights set to %s", endpoint_name, checked)
+        description = self._wait_settled(endpoint_name)
+        if description is None or description["EndpointStatus"] != "InService":
+            status = "gone" if description is None else description["EndpointStatus"]
+            raise DeploymentError(f"Endpoint {endpoint_name} is {status} after the weight change.")
+        return self.describe_variants(endpoint_name)
+
     # --- delete ---------------------------------------------------------------------------
     def delete(self, endpoint_name: str) -> None:
         """Delete the endpoint, its scaling and its config; a missing endpoint is fine."""
-        self.remove_autoscaling(endpoint_name)
         description = self.describe_endpoint(endpoint_name)
+        names = {VARIANT} | {
+            str(v["VariantName"]) for v in (description or {}).get("ProductionVariants", [])
+        }
+        for name in sorted(names):
+            self.remove_autoscaling(endpoint_name, name)
         if description is None:
             log.info("Endpoint %s does not exist; nothing to delete", endpoint_name)
             return
@@ -567,13 +740,15 @@ class EndpointDeployer:
         ]
 
 
-def fleet_size(request: DeployRequest, current: Mapping[str, Any] | None) -> int:
+def fleet_size(
+    request: DeployRequest, current: Mapping[str, Any] | None, variant: str = VARIANT
+) -> int:
     """The new fleet's InitialInstanceCount: the running variant's CurrentInstanceCount, so an
     update does not shrink an endpoint that autoscaling scaled out, clamped to min..max."""
     counts = [
         int(v["CurrentInstanceCount"])
         for v in (current or {}).get("ProductionVariants", [])
-        if v.get("VariantName") == VARIANT and v.get("CurrentInstanceCount") is not None
+        if v.get("VariantName") == variant and v.get("CurrentInstanceCount") is not None
     ]
     if not counts:
         return request.min_instances
@@ -623,3 +798,6 @@ def check_deploy_request(request: DeployRequest) -> None:
         raise ValueError(
             f"Invalid instance_type {request.instance_type!r}: a type such as ml.m5.large."
         )
+    check_challenger(request)
+    if len(request.variant_weights()) > MAX_VARIANTS:  # CreateEndpointConfig: 1-10 variants
+        raise ValueError(f"At most {MAX_VARIANTS} production variants per endpoint config.")
