@@ -249,6 +249,7 @@ def evaluate(
             classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
         Path(report.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local / "report.html", report.path)
+        _add_run_cost(Path(report.path), dataset, model, evaluation)
     balanced_accuracy = float(result.metrics["balanced_accuracy"])
     handoff = EvaluationHandoff(
         evaluation=result.remote_output_uri or result.output_uri,
@@ -423,6 +424,21 @@ TRIALS_FILE = "trials.json"
 # A trial's objective in its train step's job record: the local job's best-epoch figure, or
 # SageMaker's final value of the metric its MetricDefinitions parse from the epoch lines.
 TRIAL_OBJECTIVE_KEYS = ("val_balanced_accuracy", "validation:balanced_accuracy")
+
+
+def _add_run_cost(
+    report: Path, dataset: ArtifactLike, model: ArtifactLike, evaluation: ArtifactLike
+) -> None:
+    """The report's "cost of this run" section, from what each step's artifact recorded."""
+    from skinlesion.evaluation_report import add_cost_section
+
+    def usd(artifact: ArtifactLike) -> float | None:
+        value = artifact.metadata.get("cost_usd")
+        return None if value is None else float(value)
+
+    trained = "tuning" if model.metadata.get("tuning_job_name") else "train"
+    steps = [("preprocess", usd(dataset)), (trained, usd(model)), ("evaluate", usd(evaluation))]
+    report.write_text(add_cost_section(report.read_text(encoding="utf-8"), steps), encoding="utf-8")
 
 
 def check_tuning(*, tuning: str) -> None:
