@@ -3,16 +3,13 @@
 from kfp import dsl
 
 from components.baseline import baseline
-from components.check_tuning import check_tuning
 from components.deploy import deploy
 from components.evaluate import evaluate
 from components.exit_status import exit_status
-from components.pick_best import pick_best
 from components.preprocess import preprocess
 from components.record_decision import record_decision
 from components.register import register
 from components.train import train
-from components.tune import tune
 from skinlesion.config import PreprocessConfig, TrainConfig
 from skinlesion.kubeflow.tasks import aws_step, note_step, pipeline_config
 
@@ -54,18 +51,11 @@ def training_pipeline(
     capture_percentage: int = 100,  # data capture's share of requests, for monitoring
     git_commit: str = "",
     seed: int = _PREPROCESS.seed,
-    tuning: str = "none",  # none | sweep (ParallelFor over learning_rates) | job (a tuning job)
-    tuning_learning_rates: list = [5e-4, 2e-3],  # noqa: B006 (KFP reads the default, never mutated)
-    tuning_max_jobs: int = 4,  # job: trials in all (SageMaker: 1 to 750)
-    tuning_parallel_jobs: int = 2,  # job: trials at once (SageMaker: 1 to 100, quota 10)
 ):
     """Train and ship a skin lesion classifier.
 
     1. preprocess: validate the ISIC folder, split by lesion, resize.
-    2. train: fine-tune the network; or, by ``tuning``, ``sweep``: one train step per learning
-       rate in ``tuning_learning_rates`` (a ParallelFor) and pick-best by validation balanced
-       accuracy, or ``job``: the backend's tuning job (SageMaker: a hyperparameter tuning job)
-       over the range of ``tuning_learning_rates``. The chosen model flows on unchanged.
+    2. train: fine-tune the network.
     3. evaluate: balanced accuracy and the report on the test split; baseline: the model's
        monitoring baseline on the validation split (alongside the gate).
     4. register: every candidate becomes a model package version, gated on balanced accuracy:
@@ -91,87 +81,29 @@ def training_pipeline(
             ).set_display_name("Preprocess"),
             cache=True,
         )
-        # One model flows on: the sweep's best trial, the tuning job's best, or one train step
-        # (dsl.OneOf needs an Else branch: "none" trains once; any other value fails the run).
-        with dsl.If(tuning == "sweep", name="tuning-sweep"):
-            with dsl.ParallelFor(tuning_learning_rates, name="trials") as learning_rate_trial:
-                trial_op = aws_step(
-                    train(
-                        backend=backend,
-                        dataset=preprocess_op.outputs["dataset"],
-                        architecture=architecture,
-                        pretrained=pretrained,
-                        epochs=epochs,
-                        batch_size=batch_size,
-                        learning_rate=learning_rate_trial,
-                        image_size=image_size,
-                        freeze_stages=freeze_stages,
-                        tta=tta,
-                        weight_decay=weight_decay,
-                        label_smoothing=label_smoothing,
-                        instance_count=instance_count,
-                    ).set_display_name("Train trial"),
-                    cache=True,
-                )
-            pick_op = aws_step(
-                pick_best(
-                    trials=dsl.Collected(trial_op.outputs["model"]),
-                    dataset=preprocess_op.outputs["dataset"],
-                ).set_display_name("Pick best trial"),
-                cache=True,
-            )
-        with dsl.Elif(tuning == "job", name="tuning-job"):
-            tune_op = aws_step(
-                tune(
-                    backend=backend,
-                    dataset=preprocess_op.outputs["dataset"],
-                    architecture=architecture,
-                    pretrained=pretrained,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    image_size=image_size,
-                    freeze_stages=freeze_stages,
-                    tta=tta,
-                    weight_decay=weight_decay,
-                    label_smoothing=label_smoothing,
-                    instance_count=instance_count,
-                    learning_rates=tuning_learning_rates,
-                    max_jobs=tuning_max_jobs,
-                    parallel_jobs=tuning_parallel_jobs,
-                ).set_display_name("Tune"),
-                cache=True,
-            )
-        with dsl.Else(name="no-tuning"):
-            # Skipped (no pod) for "none", the default; fails the run for a value it names no
-            # mode for, rather than training once as if tuning had been asked for and done.
-            with dsl.If(tuning != "none", name="unknown-tuning"):
-                note_step(check_tuning(tuning=tuning).set_display_name("Refuse unknown tuning"))
-            train_op = aws_step(
-                train(
-                    backend=backend,
-                    dataset=preprocess_op.outputs["dataset"],
-                    architecture=architecture,
-                    pretrained=pretrained,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    learning_rate=learning_rate,
-                    image_size=image_size,
-                    freeze_stages=freeze_stages,
-                    tta=tta,
-                    weight_decay=weight_decay,
-                    label_smoothing=label_smoothing,
-                    instance_count=instance_count,
-                ).set_display_name("Train"),
-                cache=True,
-            )
-        model = dsl.OneOf(
-            pick_op.outputs["model"], tune_op.outputs["model"], train_op.outputs["model"]
+        train_op = aws_step(
+            train(
+                backend=backend,
+                dataset=preprocess_op.outputs["dataset"],
+                architecture=architecture,
+                pretrained=pretrained,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                image_size=image_size,
+                freeze_stages=freeze_stages,
+                tta=tta,
+                weight_decay=weight_decay,
+                label_smoothing=label_smoothing,
+                instance_count=instance_count,
+            ).set_display_name("Train"),
+            cache=True,
         )
         evaluate_op = aws_step(
             evaluate(
                 backend=backend,
                 dataset=preprocess_op.outputs["dataset"],
-                model=model,
+                model=train_op.outputs["model"],
             ).set_display_name("Evaluate"),
             cache=True,
         )
@@ -182,7 +114,7 @@ def training_pipeline(
             baseline(
                 backend=backend,
                 dataset=preprocess_op.outputs["dataset"],
-                model=model,
+                model=train_op.outputs["model"],
                 data_uri=data_uri,
             ).set_display_name("Baseline"),
             cache=True,
@@ -193,7 +125,7 @@ def training_pipeline(
         register_op = aws_step(
             register(
                 backend=backend,
-                model=model,
+                model=train_op.outputs["model"],
                 evaluation=evaluate_op.outputs["evaluation"],
                 baseline=baseline_op.outputs["baseline"],
                 model_group=model_group,
