@@ -326,7 +326,7 @@ class OodStats:
 
     def save(self, path: Path) -> None:
         """Write the arrays to ``path`` (npz); the thresholds live in model.json."""
-        arrays = {
+        arrays: dict[str, Any] = {
             "means": self.means.astype(np.float32),
             "whitening": self.whitening.astype(np.float32),
         }

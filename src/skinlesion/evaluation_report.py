@@ -586,3 +586,38 @@ def write_report(path: Path, result: EvaluationResult, **kwargs: Any) -> Path:
     path.write_text(render_report(result, **kwargs), encoding="utf-8")
     log.info("Wrote the evaluation report to %s (%.0f KiB)", path, path.stat().st_size / 1024)
     return path
+
+
+# --- the run's cost ------------------------------------------------------------------------------
+def cost_section(steps: Sequence[tuple[str, float | None]]) -> str:
+    """ "Cost of this run": one row per step with its estimated USD (None: no price known), and
+    the total of the known ones; when no step had a price, says the run was not billed."""
+    known = [usd for _, usd in steps if usd is not None]
+    if not known:
+        content = (
+            '<p class="meta">Not billed (local backend): no step ran a priced job, so there is '
+            "no cost to show.</p>"
+        )
+    else:
+        rows = [
+            [html_report.escape(name), f"{usd:.4f}" if usd is not None else "unknown"]
+            for name, usd in steps
+        ]
+        rows.append(["<strong>total (known steps)</strong>", f"{sum(known):.4f}"])
+        note = (
+            '<p class="meta">Estimates from each job\'s billable instance time and the on-demand '
+            "price table (spot savings applied); storage and data transfer are not counted. "
+            "&ldquo;unknown&rdquo;: the step's instance type has no price in the table.</p>\n"
+        )
+        content = note + html_report.table(rows, header=("step", "USD"), numeric=(False, True))
+    return html_report.section("run-cost", "Cost of this run (up to evaluation)", content)
+
+
+def add_cost_section(report_html: str, steps: Sequence[tuple[str, float | None]]) -> str:
+    """The report with the cost section added at its end (the evaluate job writes the report
+    before its own cost is known, so the step adds this afterwards)."""
+    closing = "\n</body>"
+    if closing not in report_html:
+        raise ValueError("The report has no </body>: not a report written by render_report.")
+    head, _, tail = report_html.rpartition(closing)
+    return f"{head}\n{cost_section(steps)}{closing}{tail}"

@@ -15,6 +15,7 @@ record, kilobytes. Locally the data is the artifact folder, and the pointer is i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -32,11 +33,16 @@ from skinlesion.backends.base import (
     BatchScoreRequest,
     DeployRequest,
     EvaluateRequest,
+    HyperparameterRange,
     JobResult,
     PreprocessRequest,
     RegisterRequest,
     TrainRequest,
+    TuneRequest,
+    TuneResult,
+    TuningConfigError,
 )
+from skinlesion.backends.errors import JobOutputMissingError
 from skinlesion.config import PreprocessConfig, TrainConfig
 from skinlesion.handoff import DatasetHandoff, EvaluationHandoff, ModelHandoff
 from skinlesion.logs import configure_logging
@@ -243,6 +249,7 @@ def evaluate(
             classification.log_roc_curve(roc["fpr"], roc["tpr"], roc["thresholds"])
         Path(report.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(local / "report.html", report.path)
+        _add_run_cost(Path(report.path), dataset, model, evaluation)
     balanced_accuracy = float(result.metrics["balanced_accuracy"])
     handoff = EvaluationHandoff(
         evaluation=result.remote_output_uri or result.output_uri,
@@ -411,16 +418,185 @@ def record_decision(
     log.warning("model not promoted at %s: %s", stage, detail)
 
 
+# --- tuning ---------------------------------------------------------------------------------
+TUNING_MODES = ("none", "sweep", "job")
+TRIALS_FILE = "trials.json"
+# A trial's objective in its train step's job record: the local job's best-epoch figure, or
+# SageMaker's final value of the metric its MetricDefinitions parse from the epoch lines.
+TRIAL_OBJECTIVE_KEYS = ("val_balanced_accuracy", "validation:balanced_accuracy")
+
+
+def _add_run_cost(
+    report: Path, dataset: ArtifactLike, model: ArtifactLike, evaluation: ArtifactLike
+) -> None:
+    """The report's "cost of this run" section, from what each step's artifact recorded."""
+    from skinlesion.evaluation_report import add_cost_section
+
+    def usd(artifact: ArtifactLike) -> float | None:
+        value = artifact.metadata.get("cost_usd")
+        return None if value is None else float(value)
+
+    trained = "tuning" if model.metadata.get("tuning_job_name") else "train"
+    steps = [("preprocess", usd(dataset)), (trained, usd(model)), ("evaluate", usd(evaluation))]
+    report.write_text(add_cost_section(report.read_text(encoding="utf-8"), steps), encoding="utf-8")
+
+
+def check_tuning(*, tuning: str) -> None:
+    """Refuse a ``tuning`` pipeline parameter that names no tuning mode."""
+    if tuning not in TUNING_MODES:
+        raise ValueError(
+            f"Invalid tuning {tuning!r}: use none (train once), sweep (one train step per "
+            "learning rate, the best picked) or job (the backend's tuning job)."
+        )
+
+
+def tune(
+    *,
+    backend: str,
+    dataset: ArtifactLike,
+    model: ArtifactLike,
+    hyperparameters: dict[str, Any],
+    learning_rates: list[float],
+    max_jobs: int,
+    max_parallel_jobs: int,
+    job_name: str = "",
+) -> TuneResult:
+    """Tune the learning rate between the lowest and highest of ``learning_rates`` (log scale)
+    with the backend's tuning job; ``model`` receives the best trial's model as the train step
+    hands on its own (a ModelHandoff), so evaluate takes it unchanged."""
+    configure_logging()
+    be = get_backend(backend)
+    if not learning_rates:
+        raise TuningConfigError("learning_rates is empty: give the learning rates to search.")
+    config = TrainConfig(**hyperparameters)
+    request = TuneRequest(
+        dataset_uri=_data(be, dataset, DatasetHandoff.read(dataset).dataset),
+        model_uri=_location(be, model),
+        ranges=(HyperparameterRange("learning_rate", min(learning_rates), max(learning_rates)),),
+        config=config,
+        max_jobs=max_jobs,
+        max_parallel_jobs=max_parallel_jobs,
+        job_name=job_name,
+        run_id=job_identity(model),
+        task_name="tune",
+    )
+    started = time.monotonic()
+    outcome = be.tune(request)
+    _record(model, dataclasses.replace(outcome.best, details=outcome.details), started)
+    run_cost_so_far(model, dataset)
+    handoff = ModelHandoff(
+        model_data=outcome.best.output_uri,
+        job_model_data=outcome.best.remote_output_uri or outcome.best.output_uri,
+        architecture=config.architecture,
+        image_size=config.image_size,
+        dataset=request.dataset_uri,
+    )
+    handoff.write(model)
+    write_pointer(model, handoff.model_data)
+    trials = [dataclasses.asdict(t) for t in outcome.trials]
+    _write_trials(model, outcome.tuning_job_name, outcome.objective_metric, trials)
+    model.metadata.update(
+        {
+            "tuning_job_name": outcome.tuning_job_name,
+            "tuning_objective": outcome.objective_metric,
+            "tuning_objective_value": outcome.objective_value,
+        }
+    )
+    log.info(
+        "Tuning %s: best trial %s, %s %.4f of %d trials",
+        outcome.tuning_job_name,
+        outcome.best.job_name,
+        outcome.objective_metric,
+        outcome.objective_value,
+        len(trials),
+    )
+    return outcome
+
+
+def _write_trials(
+    artifact: ArtifactLike, name: str, objective: str, trials: list[dict[str, Any]]
+) -> None:
+    folder = Path(artifact.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"tuning": name, "objective": objective, "trials": trials}
+    (folder / TRIALS_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
+def trial_objective(trial: ArtifactLike) -> float | None:
+    """A sweep trial's validation balanced accuracy, from its train step's job record."""
+    record = Path(trial.path) / JOB_RECORD
+    if not record.exists():
+        return None
+    metrics = json.loads(record.read_text()).get("metrics", {})
+    for key in TRIAL_OBJECTIVE_KEYS:
+        if key in metrics:
+            return float(metrics[key])
+    return None
+
+
+def pick_best(*, trials: list[ArtifactLike], dataset: ArtifactLike, model: ArtifactLike) -> str:
+    """Hand on the sweep's best trial (highest validation balanced accuracy) as ``model``: its
+    ModelHandoff, so evaluate takes it as a train step's; return the chosen trial's job name.
+    Every trial's cost counts towards the run's."""
+    configure_logging()
+    if not trials:
+        raise ValueError("The sweep produced no trial: nothing to pick from.")
+    scored = []
+    rows = []
+    for index, trial in enumerate(trials):
+        objective = trial_objective(trial)
+        handed = ModelHandoff.read(trial)
+        rows.append(
+            {
+                "job_name": str(trial.metadata.get("job_name", "")),
+                "model_data": handed.model_data,
+                "objective": objective,
+                "cost_usd": trial.metadata.get("cost_usd"),
+            }
+        )
+        if objective is not None:
+            scored.append((objective, -index))
+    if not scored:
+        raise JobOutputMissingError(
+            f"No sweep trial recorded any of {', '.join(TRIAL_OBJECTIVE_KEYS)} in its "
+            f"{JOB_RECORD}: nothing to choose from."
+        )
+    # Ties go to the earlier trial, so the choice does not depend on the order of arrival alone.
+    best_value, negative_index = max(scored)
+    best = trials[-negative_index]
+    ModelHandoff.read(best).write(model)
+    write_pointer(model, ModelHandoff.read(best).model_data)
+    known = [float(c) for c in (r["cost_usd"] for r in rows) if c is not None]
+    if known:
+        model.metadata["cost_usd"] = round(sum(known), 4)
+    run_cost_so_far(model, dataset)
+    best_name = rows[-negative_index]["job_name"]
+    _write_trials(model, "sweep", "val_balanced_accuracy", rows)
+    model.metadata.update(
+        {
+            "job_name": best_name,
+            "tuning_job_name": "sweep",
+            "tuning_objective": "val_balanced_accuracy",
+            "tuning_objective_value": best_value,
+        }
+    )
+    log.info("Sweep of %d trials: best %s (%.4f)", len(trials), best_name, best_value)
+    return str(best_name)
+
+
 __all__ = [
     "ApprovalStatus",
     "batch_score",
+    "check_tuning",
     "deploy",
     "evaluate",
+    "pick_best",
     "preprocess",
     "record_decision",
     "register",
     "stop_run_jobs",
     "train",
+    "tune",
 ]
 
 

@@ -11,6 +11,7 @@ nothing above this layer branches on which one it is. The errors both raise alik
 from __future__ import annotations
 
 import abc
+import dataclasses
 import enum
 import logging
 import math
@@ -392,6 +393,12 @@ class Backend(abc.ABC):
         """Shift traffic between the endpoint's variants (SageMaker's
         UpdateEndpointWeightsAndCapacities); unnamed variants keep their weight."""
 
+    # --- tuning ----------------------------------------------------------------------------
+    @abc.abstractmethod
+    def tune(self, request: TuneRequest) -> TuneResult:
+        """Train ``request.max_jobs`` trials over ``request.ranges`` and hand back the best one's
+        model (``TuneResult.best``: the same JobResult a train step gets)."""
+
 
 def decide_approval(
     candidate: dict[str, float],
@@ -471,3 +478,134 @@ def variant_shares(weights: Mapping[str, float]) -> dict[str, float]:
             "nothing. Give at least one variant a weight above 0."
         )
     return {name: weight / total for name, weight in weights.items()}
+
+
+# --- tuning ---------------------------------------------------------------------------------
+# The hyperparameters a tuning stage may search: TrainConfig's continuous ones (the rest are
+# choices of architecture or schedule, or change what a trial costs rather than how it learns).
+TUNABLE_HYPERPARAMETERS = ("learning_rate", "weight_decay", "label_smoothing")
+SCALING_TYPES = ("Linear", "Logarithmic")
+# The trials' figure of merit: the validation split's balanced accuracy (of the epoch whose
+# weights the model keeps). SageMaker's name for it comes from the tuning job's MetricDefinitions.
+TUNING_OBJECTIVE = "val_balanced_accuracy"
+
+
+class TuningConfigError(ValueError):
+    """A tuning request that no backend would run: what was wrong and what is accepted."""
+
+
+@dataclass(frozen=True)
+class HyperparameterRange:
+    """One continuous hyperparameter's search range (SageMaker's ContinuousParameterRange)."""
+
+    name: str
+    min_value: float
+    max_value: float
+    scaling: str = "Logarithmic"
+
+    def __post_init__(self) -> None:
+        if self.name not in TUNABLE_HYPERPARAMETERS:
+            raise TuningConfigError(
+                f"Invalid tuned hyperparameter {self.name!r}: only "
+                f"{', '.join(TUNABLE_HYPERPARAMETERS)} can be tuned."
+            )
+        if self.scaling not in SCALING_TYPES:
+            raise TuningConfigError(
+                f"Invalid scaling {self.scaling!r} for {self.name}: only "
+                f"{', '.join(SCALING_TYPES)} are supported."
+            )
+        if not self.min_value < self.max_value:
+            raise TuningConfigError(
+                f"Invalid range for {self.name}: min {self.min_value!r} must be below max "
+                f"{self.max_value!r}."
+            )
+        if self.scaling == "Logarithmic" and self.min_value <= 0:
+            # SageMaker refuses a log-scaled range that reaches 0 or below.
+            raise TuningConfigError(
+                f"Invalid range for {self.name}: a Logarithmic range needs min > 0, got "
+                f"{self.min_value!r}. Use Linear scaling or a positive min."
+            )
+        # The bounds must be values TrainConfig accepts (label_smoothing below 1, and so on).
+        for value in (self.min_value, self.max_value):
+            overrides: dict[str, Any] = {self.name: value}
+            TrainConfig(**overrides)
+
+    def grid(self, count: int) -> list[float]:
+        """``count`` values spread over the range (evenly on its scale), both ends included."""
+        if count < 1:
+            raise TuningConfigError(f"Invalid trial count {count}: at least 1.")
+        if count == 1:
+            return [self._at(0.5)]
+        return [self._at(i / (count - 1)) for i in range(count)]
+
+    def _at(self, fraction: float) -> float:
+        if self.scaling == "Logarithmic":
+            low, high = math.log(self.min_value), math.log(self.max_value)
+            return float(f"{math.exp(low + fraction * (high - low)):.6g}")
+        return float(f"{self.min_value + fraction * (self.max_value - self.min_value):.6g}")
+
+
+@dataclass(frozen=True)
+class TuneRequest:
+    """Search ``ranges`` around ``config`` (its other hyperparameters stay as they are)."""
+
+    dataset_uri: str
+    model_uri: str  # the Model artifact: receives the best trial's model.tar.gz (or a pointer)
+    ranges: tuple[HyperparameterRange, ...]
+    config: TrainConfig = field(default_factory=TrainConfig)
+    max_jobs: int = 4
+    max_parallel_jobs: int = 2
+    job_name: str = ""
+    run_id: str = ""
+    task_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.ranges:
+            raise TuningConfigError(
+                f"A tuning request needs at least one range (of {', '.join(TUNABLE_HYPERPARAMETERS)})."
+            )
+        names = [r.name for r in self.ranges]
+        if len(set(names)) != len(names):
+            raise TuningConfigError(f"Each hyperparameter may have one range only, got {names}.")
+        if self.max_jobs < 1 or self.max_parallel_jobs < 1:
+            raise TuningConfigError(
+                f"Invalid tuning limits: max_jobs {self.max_jobs} and max_parallel_jobs "
+                f"{self.max_parallel_jobs} must both be at least 1."
+            )
+        if self.max_parallel_jobs > self.max_jobs:
+            raise TuningConfigError(
+                f"Invalid tuning limits: max_parallel_jobs {self.max_parallel_jobs} exceeds "
+                f"max_jobs {self.max_jobs}; at most max_jobs trials can run at once."
+            )
+
+    def trial_configs(self) -> list[TrainConfig]:
+        """The grid a backend without a search service runs: ``max_jobs`` configs, the ranges'
+        grids walked together (trial i takes the i-th value of every range)."""
+        grids = {r.name: r.grid(self.max_jobs) for r in self.ranges}
+        configs = []
+        for i in range(self.max_jobs):
+            values: dict[str, Any] = {name: grid[i] for name, grid in grids.items()}
+            configs.append(dataclasses.replace(self.config, **values))
+        return configs
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of a tuning stage: its training job, what it tried, how it scored."""
+
+    job_name: str
+    status: str
+    hyperparameters: dict[str, float]
+    objective: float | None  # None: the trial reported no objective (failed or stopped early)
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The tuning stage's outcome: the best trial's JobResult, the objective, every trial."""
+
+    tuning_job_name: str
+    best: JobResult
+    objective_metric: str
+    objective_value: float
+    trials: tuple[Trial, ...]
+    details: dict[str, Any] = field(default_factory=dict)  # cost and links, as JobResult's

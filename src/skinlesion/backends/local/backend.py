@@ -4,9 +4,11 @@ pipeline on it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from typing import Any
 
 from skinlesion import artifacts, storage
 from skinlesion.backends.base import (
+    TUNING_OBJECTIVE,
     ApprovalStatus,
     Backend,
     BaselineRequest,
@@ -33,6 +36,9 @@ from skinlesion.backends.base import (
     PreprocessRequest,
     RegisterRequest,
     TrainRequest,
+    Trial,
+    TuneRequest,
+    TuneResult,
     Variant,
     check_weights,
     decide_approval,
@@ -636,6 +642,51 @@ class LocalBackend(Backend):
             stop_pid(pid)
         (self._endpoint_dir(endpoint_name) / "endpoint.json").unlink(missing_ok=True)
         log.info("endpoint %s stopped", endpoint_name)
+
+    # -- tuning -----------------------------------------------------------------------------
+    def tune(self, request: TuneRequest) -> TuneResult:
+        """The request's grid (``TuneRequest.trial_configs``), one training job after another,
+        each in a trial folder under the local root; the best trial's model.tar.gz goes to
+        ``request.model_uri``. (The pipeline's ``sweep`` branch runs trials in parallel instead.)
+        """
+        name = job_name("tune", request.job_name)
+        trials_root = self.settings.root / "tuning" / name
+        trials: list[Trial] = []
+        results: list[JobResult] = []
+        for index, config in enumerate(request.trial_configs(), start=1):
+            trial_dir = trials_root / f"trial-{index:03d}"
+            result = self.train(
+                TrainRequest(
+                    dataset_uri=request.dataset_uri,
+                    model_uri=str(trial_dir),
+                    config=config,
+                    job_name=f"{name}-{index:03d}",
+                )
+            )
+            objective = result.metrics.get(TUNING_OBJECTIVE)
+            tried = {r.name: float(getattr(config, r.name)) for r in request.ranges}
+            log.info("Trial %d/%d %s: %s -> %s", index, request.max_jobs, result.job_name,
+                     tried, objective)  # fmt: skip
+            trials.append(Trial(result.job_name, result.status.value, tried, objective))
+            results.append(result)
+        scored = [(t.objective, i) for i, t in enumerate(trials) if t.objective is not None]
+        if not scored:
+            raise JobOutputMissingError(
+                f"No trial of tuning {name} reported {TUNING_OBJECTIVE}: nothing to choose from."
+            )
+        # Ties go to the earlier trial, so the choice does not depend on the sort's stability.
+        best_value, best_index = max(scored, key=lambda pair: (pair[0], -pair[1]))
+        best = results[best_index]
+        archive = storage.local_path(request.model_uri) / artifacts.MODEL_ARCHIVE
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(best.output_uri, archive)
+        return TuneResult(
+            tuning_job_name=name,
+            best=dataclasses.replace(best, output_uri=str(archive)),
+            objective_metric=TUNING_OBJECTIVE,
+            objective_value=float(best_value),
+            trials=tuple(trials),
+        )
 
 
 def _endpoint_pids(endpoint: Endpoint) -> list[int]:

