@@ -30,8 +30,8 @@ KF_PUBLISH_ARGS = $(KF_IMAGE_ARGS) $(if $(filter 1 yes true,$(ALLOW_DIRTY)),--al
 .PHONY: compile submit schedule schedules schedule-pause schedule-resume schedule-delete \
 	kubeflow-check test-kubeflow _kf-need-name
 
-compile: $(STAMP) ## Compile pipelines to build/pipelines/<name>.yaml with ENV's image set (Terraform outputs, or IMAGE_REGISTRY=), for KFP_BACKEND
-	$(KF) compile $(if $(pipeline),--pipeline $(pipeline)) $(KF_IMAGE_ARGS) \
+compile: $(STAMP) ## Compile pipelines to build/pipelines/<name>.yaml with ENV's image set (Terraform outputs, or IMAGE_REGISTRY=) and ENV's compile.tuning, for KFP_BACKEND
+	$(KF) compile --env $(ENV) $(if $(pipeline),--pipeline $(pipeline)) $(KF_IMAGE_ARGS) \
 		$(if $(IMAGE_REGISTRY),,$(if $(wildcard $(TF_OUTPUTS)),--tf-outputs $(TF_OUTPUTS))) \
 		$(if $(KFP_BACKEND),--kfp-backend $(KFP_BACKEND)) \
 		$(if $(PIPELINE_ROOT),--pipeline-root $(PIPELINE_ROOT))

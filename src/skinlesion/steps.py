@@ -419,7 +419,6 @@ def record_decision(
 
 
 # --- tuning ---------------------------------------------------------------------------------
-TUNING_MODES = ("none", "sweep", "job")
 TRIALS_FILE = "trials.json"
 # A trial's objective in its train step's job record: the local job's best-epoch figure, or
 # SageMaker's final value of the metric its MetricDefinitions parse from the epoch lines.
@@ -439,15 +438,6 @@ def _add_run_cost(
     trained = "tuning" if model.metadata.get("tuning_job_name") else "train"
     steps = [("preprocess", usd(dataset)), (trained, usd(model)), ("evaluate", usd(evaluation))]
     report.write_text(add_cost_section(report.read_text(encoding="utf-8"), steps), encoding="utf-8")
-
-
-def check_tuning(*, tuning: str) -> None:
-    """Refuse a ``tuning`` pipeline parameter that names no tuning mode."""
-    if tuning not in TUNING_MODES:
-        raise ValueError(
-            f"Invalid tuning {tuning!r}: use none (train once), sweep (one train step per "
-            "learning rate, the best picked) or job (the backend's tuning job)."
-        )
 
 
 def tune(
@@ -556,10 +546,18 @@ def pick_best(*, trials: list[ArtifactLike], dataset: ArtifactLike, model: Artif
         )
         if objective is not None:
             scored.append((objective, -index))
-    if not scored:
+    missing = [
+        f"trial {i} ({r['job_name'] or trials[i].path})"
+        for i, r in enumerate(rows)
+        if r["objective"] is None
+    ]
+    if missing:
+        # A trial without its objective cannot be ranked; picking among the others would
+        # hide that its training (or the log line its metric is parsed from) went wrong.
         raise JobOutputMissingError(
-            f"No sweep trial recorded any of {', '.join(TRIAL_OBJECTIVE_KEYS)} in its "
-            f"{JOB_RECORD}: nothing to choose from."
+            f"{', '.join(missing)} of {len(trials)} recorded none of "
+            f"{', '.join(TRIAL_OBJECTIVE_KEYS)} in the metrics of its {JOB_RECORD}: every "
+            "trial needs its validation balanced accuracy to be ranked."
         )
     # Ties go to the earlier trial, so the choice does not depend on the order of arrival alone.
     best_value, negative_index = max(scored)
@@ -587,7 +585,6 @@ def pick_best(*, trials: list[ArtifactLike], dataset: ArtifactLike, model: Artif
 __all__ = [
     "ApprovalStatus",
     "batch_score",
-    "check_tuning",
     "deploy",
     "evaluate",
     "pick_best",

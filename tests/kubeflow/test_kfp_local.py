@@ -8,14 +8,18 @@ the local backend's real ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from skinlesion.backends.errors import EndpointNotFoundError
 from skinlesion.kubeflow.compiling import CompiledPipeline
+from skinlesion.kubeflow.discovery import PipelineEntry
 from skinlesion.kubeflow.validation import load_documents
 
 pytestmark = [
@@ -106,3 +110,92 @@ def test_the_exit_handler_records_a_failed_run(
     assert status["state"] == "FAILED"
     assert status["error_code"] is not None
     assert status["error_message"]
+
+
+def _job_record(folder: Path) -> dict[str, Any]:
+    record: dict[str, Any] = json.loads((folder / "job.json").read_text())
+    return record
+
+
+def test_the_sweep_mode_runs_on_kfp_local_and_evaluate_takes_the_best_trial(
+    training_entry: PipelineEntry,
+    sample_data_dir: Path,
+    local_backend: Path,
+    tmp_path: Path,
+) -> None:
+    """compile.tuning sweep: two train trials (different learning rates), pick_best keeps the one
+    with the highest recorded validation balanced accuracy, and evaluate and register get it."""
+    from kfp.components import load_component_from_file
+
+    from skinlesion.artifacts import ModelSpec, resolve_model_dir
+    from skinlesion.backends.local import LocalBackend
+    from skinlesion.kubeflow.compiling import CompileOptions, TuningSettings, compile_pipeline
+
+    rates = (0.00001, 0.01)
+    tuning = TuningSettings(mode="sweep", learning_rates=rates, parallel_jobs=1)
+    compiled = compile_pipeline(training_entry, CompileOptions(tuning=tuning))
+    pipeline = load_component_from_file(str(compiled.write(tmp_path / "training-sweep.yaml")))
+    backend = LocalBackend.from_environment()
+    try:
+        pipeline(
+            data_uri=str(sample_data_dir),
+            backend="local",
+            architecture="mobilenet_v2",
+            pretrained="none",
+            epochs=1,
+            batch_size=16,
+            image_size=32,
+            threshold=1.0,  # the gate: nothing to deploy
+            model_group="kf-sweep",
+            endpoint_name="kf-sweep",
+        )
+    finally:
+        with contextlib.suppress(EndpointNotFoundError):
+            backend.delete_endpoint("kf-sweep")
+    assert _final_status(local_backend)["state"] == "SUCCEEDED"
+
+    # The trials: train steps' outputs, each trained at one of the learning rates.
+    trial_folders = sorted(
+        p.parent
+        for p in local_backend.rglob("job.json")
+        if _job_record(p.parent)["job_name"].startswith("train")
+    )
+    assert len(trial_folders) == 2
+    trials = {}
+    for folder in trial_folders:
+        record = _job_record(folder)
+        hyperparameters = json.loads(
+            (
+                backend.settings.root
+                / "jobs"
+                / record["job_name"]
+                / "opt/ml/input/config"
+                / "hyperparameters.json"
+            ).read_text()
+        )
+        trials[record["job_name"]] = (
+            float(hyperparameters["learning_rate"]),
+            float(record["metrics"]["val_balanced_accuracy"]),
+            folder,
+        )
+    assert sorted(rate for rate, _, _ in trials.values()) == sorted(rates)
+
+    # pick_best's choice: the highest objective (a tie: the earlier trial of the collected list).
+    [picked_folder] = [p.parent for p in local_backend.rglob("trials.json")]
+    picked = json.loads((picked_folder / "trials.json").read_text())
+    listed = [(row["job_name"], row["objective"]) for row in picked["trials"]]
+    assert sorted(listed) == sorted((name, t[1]) for name, t in trials.items())
+    best_objective = max(objective for _, objective in listed)
+    best_name = next(name for name, objective in listed if objective == best_objective)
+
+    # evaluate scored that trial's model: its evaluation names the model it loaded.
+    [evaluation] = list(local_backend.rglob("evaluation.json"))
+    evaluated = json.loads(evaluation.read_text())["model"]
+    best_folder = trials[best_name][2]
+    with tempfile.TemporaryDirectory() as scratch:
+        best_spec = ModelSpec.read(resolve_model_dir(best_folder, Path(scratch)))
+    assert evaluated["metrics"] == best_spec.metrics
+    assert evaluated["temperature"] == best_spec.temperature
+    # ... and register registered it: the version's model is the best trial's archive.
+    [version] = backend.list_versions("kf-sweep")
+    assert str(best_folder) in version.model_data_uri

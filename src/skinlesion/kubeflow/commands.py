@@ -183,8 +183,12 @@ def compile_command(args: argparse.Namespace) -> int:
         terraform_outputs=load_terraform_outputs(args.tf_outputs) if args.tf_outputs else None,
     )
     _out(f"images: {images.pipeline} {images.training} {images.inference}")
+    # The params file's compile.tuning picks the training pipeline's tuning mode; nothing else
+    # of the file is read (its other settings are for submit and schedule).
+    tuning = _environment(args).tuning() if args.env else None
     options = CompileOptions(
         images=images,
+        **({"tuning": tuning} if tuning is not None else {}),
         pipeline_root=args.pipeline_root,
         enable_caching=args.enable_caching,
         jobs_in_pod=bool(args.jobs_in_pod),
@@ -464,6 +468,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tf-outputs",
         type=Path,
         help="Terraform outputs JSON: the images' ECR repositories (<name>_image_repository_url)",
+    )
+    p.add_argument(
+        "--env",
+        help="read compile.tuning (the training pipeline's tuning mode) from "
+        "pipelines/params/<env>.yaml; default: mode none",
+    )
+    p.add_argument(
+        "--params-dir", type=Path, default=Path("pipelines/params"), help="the params folder"
     )
     _add_image_options(p, publish=False)
     _add_compile_options(p)

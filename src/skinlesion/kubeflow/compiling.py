@@ -15,12 +15,13 @@ import importlib
 import logging
 import re
 import tempfile
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from kfp.dsl.graph_component import GraphComponent
 
 from skinlesion.kubeflow.discovery import PipelineEntry
 from skinlesion.kubeflow.images import ImageSet
@@ -42,6 +43,98 @@ class CompileOptionError(ValueError):
     """A compile-time setting has an invalid value; the message says what is accepted."""
 
 
+TUNING_MODES = ("none", "sweep", "sagemaker")
+TUNING_KEYS = ("mode", "learning_rates", "max_jobs", "parallel_jobs")
+# SageMaker's limits for a Bayesian tuning job (HyperParameterTuningJobConfig
+# ResourceLimits: MaxNumberOfTrainingJobs 1-750 for Bayesian, MaxParallelTrainingJobs 1-100).
+MAX_TUNING_JOBS = 750
+MAX_PARALLEL_TUNING_JOBS = 100
+
+
+@dataclass(frozen=True)
+class TuningSettings:
+    """How the training pipeline finds its model; chosen at compile time (``compile.tuning``).
+
+    ``none``: one train step (the graph ``make demo`` runs). ``sweep``: one train step per
+    learning rate of ``learning_rates`` (``parallel_jobs`` at once), the best by validation
+    balanced accuracy picked. ``sagemaker``: the backend's tuning job, ``max_jobs`` trials
+    (``parallel_jobs`` at once) over the learning rate between the lowest and highest of
+    ``learning_rates`` (log scale). The pipeline's ``learning_rate`` argument is not used by the
+    tuning modes.
+    """
+
+    mode: str = "none"
+    learning_rates: tuple[float, ...] = (1e-4, 1e-2)
+    max_jobs: int = 8
+    parallel_jobs: int = 2
+
+    def __post_init__(self) -> None:
+        if self.mode not in TUNING_MODES:
+            raise CompileOptionError(
+                f"Invalid tuning mode {self.mode!r}. Accepted: none (train once), sweep (a "
+                "ParallelFor of train steps over learning_rates, the best picked) or sagemaker "
+                "(the backend's tuning job over the learning_rates range)."
+            )
+        rates = self.learning_rates
+        if (
+            isinstance(rates, (str, bytes))
+            or not isinstance(rates, Iterable)
+            or not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in rates)
+        ):
+            raise CompileOptionError(
+                f"Invalid tuning learning_rates {rates!r}: a list of positive numbers."
+            )
+        rates = tuple(float(r) for r in rates)
+        object.__setattr__(self, "learning_rates", rates)
+        if any(r <= 0 for r in rates) or len(set(rates)) < 2:
+            raise CompileOptionError(
+                f"Invalid tuning learning_rates {list(rates)}: at least two different positive "
+                "numbers (sweep: one trial each; sagemaker: the range's ends are the lowest and "
+                "the highest)."
+            )
+        for name in ("max_jobs", "parallel_jobs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise CompileOptionError(f"Invalid tuning {name} {value!r}: a positive integer.")
+        if self.mode == "sagemaker":
+            if self.max_jobs > MAX_TUNING_JOBS:
+                raise CompileOptionError(
+                    f"Invalid tuning max_jobs {self.max_jobs}: SageMaker's Bayesian tuning "
+                    f"accepts 1 to {MAX_TUNING_JOBS}."
+                )
+            if not self.parallel_jobs <= min(self.max_jobs, MAX_PARALLEL_TUNING_JOBS):
+                raise CompileOptionError(
+                    f"Invalid tuning parallel_jobs {self.parallel_jobs}: 1 to max_jobs "
+                    f"({self.max_jobs}) and at most {MAX_PARALLEL_TUNING_JOBS}."
+                )
+
+    @property
+    def trials(self) -> int:
+        """How many models are trained: one, one per learning rate, or ``max_jobs``."""
+        return {"none": 1, "sweep": len(self.learning_rates)}.get(self.mode, self.max_jobs)
+
+    @classmethod
+    def parse(cls, value: Any) -> TuningSettings:
+        """From ``compile.tuning``: a mode name, or a mapping with ``mode`` and sub-settings."""
+        if isinstance(value, TuningSettings):
+            return value
+        if isinstance(value, str):
+            return cls(mode=value)
+        if not isinstance(value, Mapping):
+            raise CompileOptionError(
+                f"Invalid tuning {value!r}: a mode ({', '.join(TUNING_MODES)}) or a mapping with "
+                f"{', '.join(TUNING_KEYS)}."
+            )
+        unknown = sorted(set(value) - set(TUNING_KEYS))
+        if unknown:
+            raise CompileOptionError(
+                f"Unknown tuning settings {', '.join(unknown)}. Accepted: {', '.join(TUNING_KEYS)}."
+            )
+        if "mode" not in value:
+            raise CompileOptionError(f"tuning needs a mode: one of {', '.join(TUNING_MODES)}.")
+        return cls(**dict(value))
+
+
 @dataclass(frozen=True)
 class CompileOptions:
     """Compile-time settings; ``None`` keeps what the pipeline code says."""
@@ -53,6 +146,9 @@ class CompileOptions:
     enable_caching: bool | None = None  # overrides every task's caching option
     jobs_in_pod: bool = False  # backend=local on a cluster: size the job steps' pods for work
     kfp_backend: str = DEFAULT_BACKEND  # the KFP server release the YAML must suit
+    # How the training pipeline finds its model (TuningSettings; a mode name or a mapping is
+    # parsed); pipelines without tuning modes ignore it.
+    tuning: TuningSettings = field(default_factory=TuningSettings)
 
     @property
     def target(self) -> BackendTarget:
@@ -60,6 +156,7 @@ class CompileOptions:
 
     def __post_init__(self) -> None:
         target(self.kfp_backend)  # raises naming the supported releases
+        object.__setattr__(self, "tuning", TuningSettings.parse(self.tuning))
         if self.images is not None and not isinstance(self.images, ImageSet):
             raise CompileOptionError(
                 f"Invalid images {self.images!r}: an ImageSet (skinlesion.kubeflow.images)."
@@ -232,6 +329,28 @@ def render(header: str, documents: list[dict[str, Any]]) -> str:
     return header + yaml.safe_dump_all(documents, sort_keys=True)
 
 
+# A pipelines module with tuning modes defines this: TuningSettings -> the @dsl.pipeline.
+TUNING_FACTORY = "pipeline_for_tuning"
+
+
+def pipeline_for(entry: PipelineEntry, tuning: TuningSettings) -> GraphComponent:
+    """The graph of ``entry`` for ``tuning``: its module's ``pipeline_for_tuning(tuning)``, or
+    the entry's own pipeline for mode none and for pipelines that train nothing."""
+    if tuning.mode == "none":
+        return entry.pipeline
+    factory = getattr(importlib.import_module(entry.module), TUNING_FACTORY, None)
+    if factory is None:
+        log.debug("%s has no tuning modes: tuning %s does not apply", entry.name, tuning.mode)
+        return entry.pipeline
+    pipeline = factory(tuning)
+    if not isinstance(pipeline, GraphComponent):
+        raise CompileOptionError(
+            f"{entry.module}.{TUNING_FACTORY} returned a {type(pipeline).__name__}; expected a "
+            "@dsl.pipeline."
+        )
+    return pipeline
+
+
 def compile_pipeline(
     entry: PipelineEntry, options: CompileOptions | None = None
 ) -> CompiledPipeline:
@@ -239,9 +358,10 @@ def compile_pipeline(
     from kfp import compiler
 
     options = options or CompileOptions()
+    pipeline = pipeline_for(entry, options.tuning)
     with tempfile.TemporaryDirectory(prefix="skinlesion-compile-") as scratch:
         raw_path = Path(scratch) / f"{entry.name}.yaml"
-        compiler.Compiler().compile(entry.pipeline, str(raw_path))
+        compiler.Compiler().compile(pipeline, str(raw_path))
         raw = raw_path.read_text()
     header, _ = _split_header(raw)
     documents = load_documents(raw)

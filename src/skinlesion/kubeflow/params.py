@@ -4,7 +4,7 @@ A params file has three sections::
 
     kubeflow:    # connection settings (skinlesion.kubeflow.settings.KubeflowSettings)
     compile:     # compile-time options: image_registry or image_repositories, image_tag,
-                 # enable_caching, jobs_in_pod, kfp_backend
+                 # enable_caching, jobs_in_pod, kfp_backend, tuning
     pipelines:   # arguments per pipeline: {training: {backend: sagemaker, ...}, ...}
 
 A string value may hold placeholders, resolved when a command reads the section (never at
@@ -37,6 +37,7 @@ COMPILE_KEYS = (
     "enable_caching",
     "jobs_in_pod",
     "kfp_backend",
+    "tuning",  # how the training pipeline finds its model (compiling.TuningSettings)
 )
 PLACEHOLDER = re.compile(r"\$\{(?P<body>[^}]+)\}")
 
@@ -137,7 +138,29 @@ class EnvironmentParams:
                 raise ParamsError(
                     f"{self.path}: compile.{key} is unknown. Accepted: {', '.join(COMPILE_KEYS)}."
                 )
-        return {k: v for k, v in values.items() if v not in (None, "")}
+        options = {k: v for k, v in values.items() if v not in (None, "")}
+        if "tuning" in options:
+            options["tuning"] = self._parse_tuning(options["tuning"])
+        return options
+
+    def tuning(self) -> Any:
+        """``compile.tuning`` as ``TuningSettings`` (mode none when the file names none); only
+        this key's placeholders are resolved, so it needs no Terraform outputs."""
+        from skinlesion.kubeflow.compiling import TuningSettings
+
+        raw = self.raw.get("compile") or {}
+        if not isinstance(raw, Mapping):
+            raise ParamsError(f"{self.path}: compile must be a mapping.")
+        value = self.resolver.resolve(raw.get("tuning"), f"{self.path}: compile.tuning")
+        return TuningSettings() if value in (None, "") else self._parse_tuning(value)
+
+    def _parse_tuning(self, value: Any) -> Any:
+        from skinlesion.kubeflow.compiling import CompileOptionError, TuningSettings
+
+        try:
+            return TuningSettings.parse(value)
+        except (CompileOptionError, TypeError) as error:
+            raise ParamsError(f"{self.path}: compile.tuning: {error}") from None
 
     def arguments(self, pipeline: str) -> dict[str, Any]:
         """The arguments the file gives ``pipeline`` (empty when it names none)."""
