@@ -21,11 +21,16 @@ from skinlesion.kubeflow.targets import SUPPORTED_BACKENDS, UnsupportedBackendEr
 from skinlesion.kubeflow.validation import PipelineValidationError, validate_documents
 
 PIPELINES = ("training", "monitoring")
+# The training pipeline's compile-time tuning modes beside its default (none): each graph must
+# suit every release (compile.tuning, docs/training.md "Tuning").
+TUNING_VARIANTS = ("training:sweep", "training:sagemaker")
 
 
 @functools.cache
 def _compiled(name: str, release: str) -> str:
-    return compile_pipeline(get_pipeline(name), CompileOptions(kfp_backend=release)).text
+    pipeline, _, tuning = name.partition(":")
+    options = CompileOptions(kfp_backend=release, **({"tuning": tuning} if tuning else {}))
+    return compile_pipeline(get_pipeline(pipeline), options).text
 
 
 def _upload(fake: FakeKfp, name: str, text: str) -> requests.Response:
@@ -49,11 +54,11 @@ def _run(fake: FakeKfp, version_id: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("release", SUPPORTED_BACKENDS)
-@pytest.mark.parametrize("name", PIPELINES)
+@pytest.mark.parametrize("name", PIPELINES + TUNING_VARIANTS)
 def test_each_release_accepts_and_keeps_what_is_compiled_for_it(name: str, release: str) -> None:
     text = _compiled(name, release)
     with FakeKfp(FakeKfpState(multi_user=False, server_version=release)) as fake:
-        response = _upload(fake, name, text)
+        response = _upload(fake, name.replace(":", "-"), text)
         assert response.status_code == 200, response.text
         (version_id,) = fake.state.versions
         assert fake.state.dropped_platform_specs == {}

@@ -24,7 +24,9 @@ class Artifact:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _trial(root: Path, index: int, metrics: dict[str, float], cost: float | None = None) -> Artifact:
+def _trial(
+    root: Path, index: int, metrics: dict[str, float], cost: float | None = None
+) -> Artifact:
     """A train step's output as steps.train leaves it: job.json, the ModelHandoff, job_name."""
     folder = root / f"trial-{index}"
     folder.mkdir(parents=True)
