@@ -21,10 +21,23 @@ EPOCH_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("images_per_sec", "train:images_per_sec", ".1f"),
 )
 
-METRIC_DEFINITIONS: list[dict[str, str]] = [
+# The trainer's last line names the kept epoch's figure: "Wrote the model to /opt/ml/model: best
+# val_balanced_accuracy 0.6500 at epoch 3 of 8" (skinlesion.jobs.train). A job's final value of
+# a metric (DescribeTrainingJob FinalMetricDataList) is the last one its regex found in the log,
+# so the balanced accuracy's regex matches that line too: the final value is the epoch whose
+# weights the model keeps, not the last epoch's (early stopping runs past the best).
+BEST_LINE_FIELDS = ("val_balanced_accuracy",)
+
+
+def _regex(key: str) -> str:
     # \b keeps "val_loss" from matching inside "train_loss=" and vice versa.
-    {"Name": name, "Regex": rf"\b{key}={_NUMBER}"}
-    for key, name, _ in EPOCH_FIELDS
+    if key in BEST_LINE_FIELDS:
+        return rf"(?:\b{key}=|\bbest {key} ){_NUMBER}"
+    return rf"\b{key}={_NUMBER}"
+
+
+METRIC_DEFINITIONS: list[dict[str, str]] = [
+    {"Name": name, "Regex": _regex(key)} for key, name, _ in EPOCH_FIELDS
 ]
 
 
