@@ -35,5 +35,8 @@ def test_the_promote_pipeline_is_one_strictly_valid_promote_step() -> None:
     assert list(spec["root"]["dag"]["tasks"]) == ["promote"]
     task = spec["root"]["dag"]["tasks"]["promote"]
     assert task["cachingOptions"] == {} or not task["cachingOptions"].get("enableCache")
+    # Its failures are of its parameters or the endpoint's state: one attempt (proto3 drops a
+    # maxRetryCount of 0), so "no challenger" is the run's last message, not three of them.
+    assert task.get("retryPolicy", {}).get("maxRetryCount", 0) == 0
     executor = spec["deploymentSpec"]["executors"]["exec-promote"]["container"]
     assert "promote_challenger" in json.dumps(executor)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from tests.kubeflow.conftest import PIPELINES_DIR
 
 from skinlesion.backends.errors import EndpointNotFoundError
 from skinlesion.kubeflow.compiling import CompiledPipeline
@@ -199,3 +201,22 @@ def test_the_sweep_mode_runs_on_kfp_local_and_evaluate_takes_the_best_trial(
     # ... and register registered it: the version's model is the best trial's archive.
     [version] = backend.list_versions("kf-sweep")
     assert str(best_folder) in version.model_data_uri
+
+
+def test_the_promote_step_fails_once_on_an_endpoint_it_cannot_promote(
+    local_backend: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No such endpoint (or no challenger on it) cannot succeed on retry: one attempt, and the
+    run's error is the step's own. kfp.local honours the compiled retryPolicy
+    (kfp/local/orchestrator/task_executor.py), as the KFP backend does."""
+    from kfp.components import load_component_from_file
+
+    from skinlesion.kubeflow.compiling import compile_pipeline
+    from skinlesion.kubeflow.discovery import get_pipeline
+
+    compiled = compile_pipeline(get_pipeline("promote", PIPELINES_DIR))
+    pipeline = load_component_from_file(str(compiled.write(tmp_path / "promote.yaml")))
+    with caplog.at_level(logging.INFO), pytest.raises(RuntimeError, match="promote"):
+        pipeline(endpoint_name="no-such-endpoint", backend="local")
+    assert "Retrying in" not in caplog.text
+    assert "attempt 1/" not in caplog.text
