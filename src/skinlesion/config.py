@@ -15,7 +15,7 @@ from typing import Any, Literal, get_args
 
 ARCHITECTURES = ("efficientnet_lite0", "mobilenet_v2", "efficientnet_b0", "resnet50", "densenet121")
 PRETRAINED = ("auto", "imagenet", "none")
-BALANCING = ("weighted_loss", "sampler", "none")
+BALANCING = ("weighted_loss", "logit_adjust", "sampler", "none")
 SCHEDULES = ("cosine", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # auto: CUDA when torch sees it, and a hard error when the job was given GPUs torch cannot use

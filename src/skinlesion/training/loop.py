@@ -246,20 +246,32 @@ class CrossEntropy(nn.Module):
     """Class-weighted cross-entropy with label smoothing, as ``nn.CrossEntropyLoss`` computes it.
 
     Written with one-hot sums instead of ``nll_loss``, whose CUDA kernel has no deterministic
-    mode: ``torch.use_deterministic_algorithms`` refuses it on GPUs.
+    mode: ``torch.use_deterministic_algorithms`` refuses it on GPUs. ``logit_offset``: added to
+    the logits inside the loss only (logit adjustment, Menon et al. 2021: ``log prior`` makes
+    the network's own logits the class-balanced ones).
     """
 
     weight: torch.Tensor | None
+    logit_offset: torch.Tensor | None
 
-    def __init__(self, weight: torch.Tensor | None = None, label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        weight: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+        logit_offset: torch.Tensor | None = None,
+    ):
         super().__init__()
         self.register_buffer("weight", weight)
+        self.register_buffer("logit_offset", logit_offset)
         self.label_smoothing = label_smoothing
 
     def forward(
         self, logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean"
     ) -> torch.Tensor:
-        log_probs = torch.log_softmax(logits.float(), dim=1)
+        logits = logits.float()
+        if self.logit_offset is not None:
+            logits = logits + self.logit_offset
+        log_probs = torch.log_softmax(logits, dim=1)
         num_classes = logits.shape[1]
         one_hot = nn.functional.one_hot(targets, num_classes).to(log_probs.dtype)
         weight = self.weight if self.weight is not None else torch.ones_like(log_probs[0])
@@ -443,6 +455,14 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
+def log_prior(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """log of each class's share of ``labels`` (float32; an absent class gets the log of half
+    an image's share, so its offset stays finite)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    counts = np.where(counts > 0, counts, 0.5)
+    return np.log(counts / counts.sum()).astype(np.float32)
+
+
 def _class_weights(manifest: Mapping[str, Any], labels: np.ndarray, num_classes: int) -> np.ndarray:
     weights = manifest.get("class_weights")
     if weights is None or len(weights) != num_classes:
@@ -624,6 +644,11 @@ def build(
             else None
         ),
         label_smoothing=config.label_smoothing,
+        logit_offset=(
+            torch.tensor(log_prior(train_split.labels, num_classes), device=device)
+            if config.balancing == "logit_adjust"
+            else None
+        ),
     )
     sampler = EpochBatchSampler(
         len(train_split),
