@@ -384,8 +384,14 @@ def _run_filter(filter_json: str) -> Callable[[dict[str, Any]], bool]:
 
 def _source_root(source: str) -> str:
     """The folder the pipeline's module is imported from (the repository root)."""
-    module = importlib.import_module(source.partition(":")[0].split(".")[0])
-    return str(Path(module.__file__ or "").resolve().parent.parent)
+    import importlib.util
+
+    module = source.partition(":")[0]
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.origin:
+        raise LocalKfpError(f"Cannot find the pipeline module {module!r} of {source!r}.")
+    # <root>/pipelines/training.py for pipelines.training: up one folder per dotted part.
+    return str(Path(spec.origin).resolve().parents[len(module.split(".")) - 1])
 
 
 def _run_environment(source: str) -> dict[str, str]:
