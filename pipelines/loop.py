@@ -345,9 +345,16 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     workdir = args.workdir.resolve()
-    if workdir.exists():
+    if workdir.exists() and any(workdir.iterdir()):
+        if not (workdir / "loop.json").is_file() and not (workdir / "loop.log").is_file():
+            print(
+                f"--workdir {workdir} holds files that no loop wrote (no loop.json or loop.log): "
+                "pass an empty or new folder, or one an earlier loop used.",
+                file=sys.stderr,
+            )
+            return 2
         shutil.rmtree(workdir)  # each loop starts from nothing: no old registry, run or capture
-    workdir.mkdir(parents=True)
+    workdir.mkdir(parents=True, exist_ok=True)
     # The loop is an edge: kfp.local's step processes find the local backend's root here.
     os.environ[ROOT_ENV] = str(workdir / "local")
     backend = LocalBackend.from_environment()
@@ -403,14 +410,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     champion_run = newest_run_dir(pipeline_root, set())
     [champion] = backend.list_versions(MODEL_GROUP)
-    endpoint = backend.describe_endpoint(ENDPOINT)
     story.fact(
         f"registered {champion.arn} ({champion.approval_status.value}), balanced accuracy "
         f"{champion.metrics['balanced_accuracy']:.4f} on its test split"
     )
-    if endpoint.model_version_arn != champion.arn:
-        story.fact(f"the champion was not deployed (endpoint serves {endpoint.model_version_arn})")
+    if champion.approval_status is not ApprovalStatus.APPROVED:
+        story.fact(
+            f"the champion was not deployed: below the gate's threshold {threshold} "
+            "(--threshold, --epochs change it); nothing to monitor"
+        )
         return 1
+    endpoint = backend.describe_endpoint(ENDPOINT)
     story.fact(f"deployed at {endpoint.url}, capturing requests in {endpoint.capture_uri}")
     summary["champion"] = {"arn": champion.arn, "metrics": champion.metrics}
 

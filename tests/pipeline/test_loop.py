@@ -204,3 +204,11 @@ def test_the_decision_names_what_held_the_challenger_back() -> None:
     assert not held.rollout and "malignant sensitivity fell from 0.800 to 0.600" in held.reason
     held = decide(champion, better, status="Rejected", margin=0.0)
     assert not held.rollout and "gate rejected" in held.reason
+
+
+def test_the_loop_refuses_a_workdir_it_did_not_write(tmp_path: Path) -> None:
+    (tmp_path / "precious.txt").write_text("keep me\n")
+    from pipelines.loop import main
+
+    assert main(["--workdir", str(tmp_path)]) == 2
+    assert (tmp_path / "precious.txt").read_text() == "keep me\n"
