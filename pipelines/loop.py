@@ -346,9 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     workdir = args.workdir.resolve()
     if workdir.exists() and any(workdir.iterdir()):
-        if not (workdir / "loop.json").is_file() and not (workdir / "loop.log").is_file():
+        if not (workdir / "loop.json").is_file() and not (workdir / "logs").is_dir():
             print(
-                f"--workdir {workdir} holds files that no loop wrote (no loop.json or loop.log): "
+                f"--workdir {workdir} holds files that no loop wrote (no loop.json or logs/): "
                 "pass an empty or new folder, or one an earlier loop used.",
                 file=sys.stderr,
             )
@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     store = workdir / "kfp"
     kfp_host = f"local://{store}"
     summary: dict[str, Any] = {"workdir": str(workdir)}
-    log_file = workdir / "loop.log"
+    logs = workdir / "logs"
     story = Story()
 
     recipe = load_recipe(SAMPLE_RECIPE_FILE)
@@ -382,7 +382,10 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     def run_in_process(what: str, call: Callable[[], Any]) -> bool:
-        # A Console follows the log for one capture; each run gets its own.
+        # Each run gets its own Console and log file: the Console's reader starts at the end
+        # of its file, and a file that starts empty loses no line however late it starts.
+        slug = "-".join(what.replace("'s", "").split()[1:])  # "the deploy run" -> deploy-run
+        log_file = logs / f"{len(list(logs.glob('*.log'))) + 1}-{slug}.log"
         console = Console(log_file, verbose=args.verbose)
         try:
             with console.capture():
@@ -631,7 +634,7 @@ def finish(
         backend.delete_endpoint(ENDPOINT)
     story.say(
         f"\noutcome: {summary.get('outcome')}; {summary['wall_seconds']:.0f} s; "
-        f"record: {workdir / 'loop.json'}; full log: {workdir / 'loop.log'}"
+        f"record: {workdir / 'loop.json'}; logs: {workdir / 'logs'}"
     )
     story.say(
         "note: the models learnt generated images; the loop shows the mechanism, not a "
