@@ -25,6 +25,7 @@ then roll the challenger out or hold it back - on this machine, printing each st
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
@@ -330,7 +331,22 @@ def newest_run_dir(root: Path, before: set[Path]) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the loop; the endpoint is stopped at the end, however the loop ended (unless kept)."""
     args = parse_args(argv)
+    try:
+        return run_loop(args)
+    finally:
+        root = args.workdir.resolve() / "local"
+        if not args.keep_endpoint and root.is_dir():
+            from skinlesion.backends.errors import EndpointNotFoundError
+            from skinlesion.backends.local import LocalBackend, LocalSettings
+
+            with contextlib.suppress(EndpointNotFoundError):
+                LocalBackend(LocalSettings(root=root)).delete_endpoint(ENDPOINT)
+
+
+def run_loop(args: argparse.Namespace) -> int:
+    """The nine steps of the module's docstring; 0 when the loop ran to its end."""
     from skinlesion.logs import configure_logging
 
     configure_logging()
@@ -625,13 +641,11 @@ def main(argv: list[str] | None = None) -> int:
 def finish(
     summary: dict[str, Any], workdir: Path, backend: Any, args: Any, started: float, story: Story
 ) -> int:
-    """Write loop.json, stop the endpoint unless kept, print the last lines; return 0."""
+    """Write loop.json and print the last lines; return 0."""
     summary["wall_seconds"] = round(time.monotonic() - started, 1)
     (workdir / "loop.json").write_text(json.dumps(summary, indent=2) + "\n")
     if args.keep_endpoint:
         story.fact(f"the endpoint keeps running ({ENDPOINT}, local root {workdir / 'local'})")
-    else:
-        backend.delete_endpoint(ENDPOINT)
     story.say(
         f"\noutcome: {summary.get('outcome')}; {summary['wall_seconds']:.0f} s; "
         f"record: {workdir / 'loop.json'}; logs: {workdir / 'logs'}"
