@@ -14,7 +14,12 @@ An alarm fires every hour while drift lasts, so before creating a run the trigge
 training pipeline's runs in the experiment and skips (status ``skipped``, with the reason) when
 one is PENDING or RUNNING, or when the newest was created inside the cooldown (24 h by default).
 
-Locally (no host) nothing is started: the request is recorded in
+On this machine, ``kfp_host="local://<folder>"`` makes the same code start the run through
+:class:`skinlesion.kubeflow.local_client.LocalKfpClient`: versions, experiments and runs kept in
+that folder, the run executed by kfp.local in a process of its own; the in-flight and cooldown
+checks are the ones above (``make demo-loop`` shows it, docs/monitoring.md "The whole loop").
+
+With no host at all nothing is started: the request is recorded in
 ``<local root>/monitoring/retraining_requests.jsonl`` (and returned), which is what a person
 (``make demo DATA=<the current data>``) or a test acts on.
 """
@@ -79,16 +84,21 @@ def kubeflow_settings(
     namespace_file: Path = SA_NAMESPACE_FILE,
     environ: Mapping[str, str] | None = None,
 ) -> Any:
-    """KubeflowSettings for ``kfp_host``: None for "", the in-cluster API for "in-cluster".
+    """KubeflowSettings for ``kfp_host``: None for "", the in-cluster API for "in-cluster",
+    a local store (:class:`~skinlesion.kubeflow.local_client.LocalKubeflowSettings`) for
+    ``local://<folder>``.
 
     In the cluster the run is started with the trigger pod's own service account (the pipeline
     sets ``SKINLESION_RUN_SERVICE_ACCOUNT`` from ``spec.serviceAccountName``), so a retraining
     run has the AWS role of the monitoring run that asked for it.
     """
+    from skinlesion.kubeflow.local_client import LocalKubeflowSettings, is_local_host
     from skinlesion.kubeflow.settings import RUN_SERVICE_ACCOUNT_ENV, KubeflowSettings
 
     if not kfp_host:
         return None
+    if is_local_host(kfp_host):
+        return LocalKubeflowSettings.from_host(kfp_host, namespace, experiment)
     if kfp_host == IN_CLUSTER:
         if not namespace and namespace_file.is_file():
             namespace = namespace_file.read_text().strip()
@@ -261,7 +271,8 @@ def request_retraining(
     RUNNING, or when the newest was created less than ``cooldown_hours`` ago (0: no cooldown).
     ``record_dir``: append the request to ``retraining_requests.jsonl`` there (None: no
     record file). ``connect``: builds the KFP client from the settings (default
-    :func:`skinlesion.kubeflow.client.connect`).
+    :func:`skinlesion.kubeflow.client.connect`, or the local store's client for
+    :class:`~skinlesion.kubeflow.local_client.LocalKubeflowSettings`).
     """
     if cooldown_hours < 0:
         raise RetrainingError(
@@ -279,8 +290,10 @@ def request_retraining(
     if kubeflow is not None:
         if connect is None:
             from skinlesion.kubeflow.client import connect as kfp_connect
+            from skinlesion.kubeflow.local_client import LocalKubeflowSettings, connect_local
 
-            connect = kfp_connect
+            local = isinstance(kubeflow, LocalKubeflowSettings)
+            connect = connect_local if local else kfp_connect
         client = connect(kubeflow)
         request = _submit_unless_blocked(
             client,
