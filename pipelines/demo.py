@@ -12,6 +12,7 @@ import csv
 import dataclasses
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -121,7 +122,11 @@ def git_commit() -> str:
 
 
 def classify_over_http(url: str, images: list[tuple[Path, str]]) -> list[tuple[str, str, float]]:
-    """POST each JPEG to /invocations; return (image, predicted class, probability)."""
+    """POST each JPEG to /invocations; return (image, predicted class, probability).
+
+    An image the endpoint refuses (``assessable: false``) comes back as (image, "refused: <its
+    reason>", NaN): it counts as not right, and the reason is shown.
+    """
     results = []
     for path, _truth in images:
         request = urllib.request.Request(
@@ -133,6 +138,9 @@ def classify_over_http(url: str, images: list[tuple[Path, str]]) -> list[tuple[s
         with urllib.request.urlopen(request, timeout=60) as response:
             body = json.loads(response.read())
         prediction = body["predictions"][0]
+        if not prediction.get("assessable", True):
+            results.append((path.stem, f"refused: {prediction.get('reason', '')}", math.nan))
+            continue
         top = prediction["top_class"]
         results.append((path.stem, top, float(prediction["probabilities"][top])))
     return results
@@ -305,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"endpoint:        {endpoint.url} (held-out images over HTTP: {correct}/{len(results)})"
             )
             for (_, truth), (image, pred, prob) in zip(images, results, strict=True):
-                print(f"  {image}: true {truth:<4} predicted {pred:<4} p={prob:.2f}")
+                if math.isnan(prob):
+                    print(f"  {image}: true {truth:<4} {pred}")
+                else:
+                    print(f"  {image}: true {truth:<4} predicted {pred:<4} p={prob:.2f}")
         finally:
             if args.keep_endpoint:
                 print(

@@ -73,3 +73,52 @@ def test_a_data_error_fails_once_with_its_message_last(tmp_path: Path, repo_root
     log = ANSI.sub("", (workdir / "demo.log").read_text())
     assert log.count("Executing task 'preprocess'") == 1 and "Traceback" in log
     assert len((done.stdout + done.stderr).splitlines()) < 30
+
+
+def test_the_demo_reports_a_refused_image_instead_of_failing(tmp_path: Path) -> None:
+    """An endpoint that answers ``assessable: false`` (over real HTTP) is shown with its reason."""
+    import http.server
+    import json
+    import threading
+
+    from pipelines.demo import classify_over_http
+
+    answers = iter(
+        [
+            {"predictions": [{"assessable": False, "reason": "blank frame: std 0.0 < 4"}]},
+            {
+                "predictions": [
+                    {"assessable": True, "top_class": "NV", "probabilities": {"NV": 0.9}}
+                ]
+            },
+        ]
+    )
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps(next(answers)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        images = []
+        for name in ("a", "b"):
+            path = tmp_path / f"{name}.jpg"
+            path.write_bytes(b"\xff\xd8not-really")
+            images.append((path, "NV"))
+        results = classify_over_http(f"http://127.0.0.1:{server.server_port}", images)
+    finally:
+        server.shutdown()
+    (first, refused, prob), second = results
+    assert first == "a"
+    assert refused == "refused: blank frame: std 0.0 < 4" and prob != prob  # NaN
+    assert second == ("b", "NV", 0.9)
