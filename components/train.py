@@ -20,6 +20,7 @@ def train(
     tta: str,
     weight_decay: float,
     label_smoothing: float,
+    balancing: str,
     instance_count: int,
     model: Output[Model],
 ):
@@ -42,6 +43,7 @@ def train(
         tta: Test-time views the saved model averages: none, flips (4) or dihedral (8).
         weight_decay: AdamW weight decay (not on biases and normalisation parameters).
         label_smoothing: Cross-entropy label smoothing, 0 to 1.
+        balancing: weighted_loss, logit_adjust, sampler or none (docs/training.md).
         instance_count: Training instances; more than one trains one model across them with
             torchrun (batch_size is per instance).
     """
@@ -62,6 +64,7 @@ def train(
             "tta": tta,
             "weight_decay": weight_decay,
             "label_smoothing": label_smoothing,
+            "balancing": balancing,
             "instance_count": instance_count,
         },
     )

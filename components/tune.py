@@ -19,6 +19,7 @@ def tune(
     tta: str,
     weight_decay: float,
     label_smoothing: float,
+    balancing: str,
     instance_count: int,
     learning_rates: list,
     max_jobs: int,
@@ -43,6 +44,7 @@ def tune(
         tta: Test-time views the saved model averages.
         weight_decay: AdamW weight decay.
         label_smoothing: Cross-entropy label smoothing.
+        balancing: weighted_loss, logit_adjust, sampler or none (docs/training.md).
         instance_count: Training instances per trial.
         learning_rates: The range's ends are the lowest and highest of these.
         max_jobs: Trials in all (SageMaker: at most 750).
@@ -64,6 +66,7 @@ def tune(
             "tta": tta,
             "weight_decay": weight_decay,
             "label_smoothing": label_smoothing,
+            "balancing": balancing,
             "instance_count": instance_count,
         },
         learning_rates=[float(v) for v in learning_rates],

@@ -113,6 +113,7 @@ def pipeline_for_tuning(tuning: TuningSettings) -> GraphComponent:
         tta: str = _TRAIN.tta,
         weight_decay: float = _TRAIN.weight_decay,
         label_smoothing: float = _TRAIN.label_smoothing,
+        balancing: str = _TRAIN.balancing,
         instance_count: int = _TRAIN.instance_count,
         threshold: float = 0.7,
         min_malignant_sensitivity: float = 0.0,
@@ -174,6 +175,7 @@ def pipeline_for_tuning(tuning: TuningSettings) -> GraphComponent:
                     "tta": tta,
                     "weight_decay": weight_decay,
                     "label_smoothing": label_smoothing,
+                    "balancing": balancing,
                     "instance_count": instance_count,
                 },
             )
