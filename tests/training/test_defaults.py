@@ -70,7 +70,7 @@ def test_the_demo_recipes_load_with_their_values() -> None:
     assert real.config == TrainConfig(
         architecture="efficientnet_lite0",
         image_size=160,
-        epochs=20,
+        epochs=11,
         batch_size=64,
         learning_rate=0.002,
         freeze_stages=4,
