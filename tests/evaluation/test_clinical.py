@@ -159,3 +159,19 @@ def test_the_image_quality_check_refuses_blur_casts_and_noise_on_real_dermoscopy
 def test_image_check_without_quality_stats_keeps_only_the_pixel_rules() -> None:
     noise = np.random.default_rng(1).integers(0, 256, (64, 64, 3), np.uint8)
     assert image_check(noise) is None  # no fitted statistics: nothing to compare with
+
+
+def test_per_class_sensitivity_has_intervals_that_widen_for_small_classes() -> None:
+    from skinlesion.jobs.evaluate import per_class_sensitivity
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [400, 12])  # no VASC image at all
+    predicted = np.where(rng.random(len(labels)) < 0.75, labels, 1 - labels)
+    out = per_class_sensitivity(labels, predicted, ("NV", "DF", "VASC"), resamples=300)
+    for name, index in (("NV", 0), ("DF", 1)):
+        value = float(np.mean(predicted[labels == index] == index))
+        assert out[name]["value"] == pytest.approx(value)
+        assert out[name]["low"] <= value <= out[name]["high"]
+    width = {n: out[n]["high"] - out[n]["low"] for n in ("NV", "DF")}
+    assert width["DF"] > 3 * width["NV"]  # 12 images against 400
+    assert out["VASC"] == {"value": None, "low": None, "high": None}  # no test image: undefined

@@ -303,6 +303,25 @@ def skin_tone_counts(images: np.ndarray | None) -> dict[str, int]:
     return counts
 
 
+def per_class_sensitivity(
+    labels: np.ndarray, predicted: np.ndarray, classes: Sequence[str], *, resamples: int = 1000
+) -> dict[str, dict[str, float | None]]:
+    """Each class's sensitivity (recall) with a 95% bootstrap interval over its test images."""
+    from skinlesion.metrics import bootstrap
+
+    out = {}
+    for index, name in enumerate(classes):
+        hits = (predicted[labels == index] == index).astype(float)
+        estimate = bootstrap(
+            lambda rows, hits=hits: hits[rows].mean() if len(rows) else math.nan,
+            len(hits),
+            resamples=resamples,
+            seed=index,
+        )
+        out[name] = estimate.to_dict()
+    return out
+
+
 def clinical_evaluation(
     spec: ModelSpec,
     labels: np.ndarray,
@@ -343,6 +362,9 @@ def clinical_evaluation(
             "after": {"ece": _ece_from_bins(after), "bins": _bins_dict(after)},
         },
     }
+    out["per_class_sensitivity"] = per_class_sensitivity(
+        labels, probabilities.argmax(axis=1), classes, resamples=resamples
+    )
     point = spec.operating_point
     malignant = (
         malignant_classes(classes, include_ak="AK" in point.get("malignant_classes", ()))
