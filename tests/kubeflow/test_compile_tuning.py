@@ -108,6 +108,17 @@ def test_sagemaker_mode_puts_the_tune_step_in_place_of_train() -> None:
         assert _model_producer(tasks[consumer]) == ("tune", "model")
 
 
+def test_with_jobs_in_the_pod_the_tune_step_gets_the_training_pods_size() -> None:
+    """The local backend's tune trains its trials in the step's own pod, as train does."""
+    options = CompileOptions(
+        tuning=TuningSettings(mode="sagemaker", learning_rates=(1e-4, 1e-2)), jobs_in_pod=True
+    )
+    text = compile_pipeline(get_pipeline("training", PIPELINES_DIR), options).text
+    executors = load_documents(text)[0]["deploymentSpec"]["executors"]
+    memory = executors["exec-tune"]["container"]["resources"]["resourceMemoryRequest"]
+    assert memory == "8Gi"
+
+
 def test_every_mode_takes_the_same_arguments() -> None:
     inputs = {mode: _spec(mode)["root"]["inputDefinitions"] for mode in ("none", "sweep")}
     assert inputs["none"] == inputs["sweep"] == _spec("sagemaker")["root"]["inputDefinitions"]

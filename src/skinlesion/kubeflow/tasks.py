@@ -103,7 +103,8 @@ ORCHESTRATION_RESOURCES = PodResources("250m", "512Mi", "1", "2Gi")
 # With backend=local on a cluster the jobs run inside the step's pod (``compile
 # --jobs-in-pod`` raises these steps to this size; see docs/kubeflow.md).
 IN_POD_JOB_RESOURCES = PodResources("2", "8Gi", "4", "16Gi")
-IN_POD_JOB_COMPONENTS: tuple[str, ...] = ("preprocess", "train", "evaluate")
+# tune: the local backend trains its trials one after another in the same pod.
+IN_POD_JOB_COMPONENTS: tuple[str, ...] = ("preprocess", "train", "tune", "evaluate")
 
 
 def _small_pod(task: dsl.PipelineTask) -> None:
