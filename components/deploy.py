@@ -34,7 +34,7 @@ def deploy(
     """
     from skinlesion import steps
 
-    return steps.deploy_variants(
+    return steps.deploy(
         backend=backend,
         model_version_arn=model_version_arn,
         endpoint_name=endpoint_name,

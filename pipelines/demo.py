@@ -121,11 +121,14 @@ def git_commit() -> str:
         return ""
 
 
+REFUSED = "refused: "  # what classify_over_http answers in place of a class for a refusal
+
+
 def classify_over_http(url: str, images: list[tuple[Path, str]]) -> list[tuple[str, str, float]]:
     """POST each JPEG to /invocations; return (image, predicted class, probability).
 
-    An image the endpoint refuses (``assessable: false``) comes back as (image, "refused: <its
-    reason>", NaN): it counts as not right, and the reason is shown.
+    An image the endpoint refuses (``assessable: false``) comes back as (image, REFUSED + its
+    reason, NaN): it counts as not right, and the reason is shown.
     """
     results = []
     for path, _truth in images:
@@ -139,7 +142,7 @@ def classify_over_http(url: str, images: list[tuple[Path, str]]) -> list[tuple[s
             body = json.loads(response.read())
         prediction = body["predictions"][0]
         if not prediction.get("assessable", True):
-            results.append((path.stem, f"refused: {prediction.get('reason', '')}", math.nan))
+            results.append((path.stem, f"{REFUSED}{prediction.get('reason', '')}", math.nan))
             continue
         top = prediction["top_class"]
         results.append((path.stem, top, float(prediction["probabilities"][top])))

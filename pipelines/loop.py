@@ -34,14 +34,15 @@ import os
 import shutil
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipelines.demo import (
+    REFUSED,
     SAMPLE_RECIPE_FILE,
+    classify_over_http,
     git_commit,
     load_recipe,
     local_training_pipeline,
@@ -183,24 +184,13 @@ class Answers:
 
 
 def send_images(url: str, images: list[tuple[Path, str]]) -> Answers:
-    """POST each JPEG to /invocations (real HTTP); count refusals and correct top classes."""
-    refused = correct = 0
-    refusal = ""
-    for path, truth in images:
-        request = urllib.request.Request(
-            f"{url}/invocations",
-            data=path.read_bytes(),
-            headers={"Content-Type": "image/jpeg", "Accept": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            [prediction] = json.loads(response.read())["predictions"]
-        if not prediction["assessable"]:
-            refused += 1
-            refusal = refusal or str(prediction.get("reason", ""))
-        elif prediction["top_class"] == truth:
-            correct += 1
-    return Answers(len(images), refused, correct, refusal)
+    """POST each JPEG to /invocations (real HTTP, the demo's sender); count refusals and correct
+    top classes."""
+    answers = classify_over_http(url, images)
+    refusals = [pred for _, pred, _ in answers if pred.startswith(REFUSED)]
+    correct = sum(pred == truth for (_, truth), (_, pred, _) in zip(images, answers, strict=True))
+    first = refusals[0].removeprefix(REFUSED) if refusals else ""
+    return Answers(len(images), len(refusals), correct, first)
 
 
 def wait_for_capture(folder: Path, expected: int, timeout: float = 60.0) -> int:

@@ -20,6 +20,7 @@ model bundle (``model.json`` plus ``ood.npz``), and applied identically by every
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Sequence
@@ -261,6 +262,12 @@ class QualityStats:
     threshold: float
     percentile: float
 
+    @functools.cached_property
+    def spread(self) -> np.ndarray:
+        """Each statistic's standard deviation in the training frames (for the reason's z)."""
+        spread: np.ndarray = np.sqrt(np.diag(np.linalg.inv(self.precision)))
+        return spread
+
     def distances(self, statistics: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of each row of (N, 7) ``statistics`` to the training mean."""
         centred = np.atleast_2d(statistics) - self.mean
@@ -272,8 +279,7 @@ class QualityStats:
         distance = float(self.distances(stats)[0])
         if distance <= self.threshold:
             return None
-        spread = np.sqrt(np.diag(np.linalg.inv(self.precision)))
-        z = (stats - self.mean) / spread
+        z = (stats - self.mean) / self.spread
         worst = int(np.argmax(np.abs(z)))
         side = "above" if z[worst] > 0 else "below"
         return (
@@ -435,6 +441,19 @@ def image_check(image: np.ndarray, quality: QualityStats | None = None) -> str |
         return f"saturated frame: {clipped:.0%} of pixels clipped (> {SATURATED_SHARE:.0%})"
     if quality is not None:
         return quality.check(array)
+    return None
+
+
+def refusal_reason(problem: str | None, ood_score: float, threshold: float | None) -> str | None:
+    """Why an image is not assessed: its pixel check's ``problem`` first, else an OOD score above
+    ``threshold`` (None: the model has no OOD fit); None when it is assessed."""
+    if problem is not None:
+        return problem
+    if threshold is not None and ood_score > threshold:
+        return (
+            f"unlike the training images: out-of-distribution score {ood_score:.1f} above the "
+            f"threshold {threshold:.1f}"
+        )
     return None
 
 

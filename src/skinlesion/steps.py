@@ -198,16 +198,23 @@ def train(
     )
     result = _run_recorded(model, lambda: be.train(request))
     run_cost_so_far(model, dataset)
+    _hand_on_model(model, result, config, request.dataset_uri)
+    return result
+
+
+def _hand_on_model(
+    model: ArtifactLike, result: JobResult, config: TrainConfig, dataset_uri: str
+) -> None:
+    """What a trained model hands the steps after it: its ModelHandoff and the pointer."""
     handoff = ModelHandoff(
         model_data=result.output_uri,
         job_model_data=result.remote_output_uri or result.output_uri,
         architecture=config.architecture,
         image_size=config.image_size,
-        dataset=request.dataset_uri,
+        dataset=dataset_uri,
     )
     handoff.write(model)
     write_pointer(model, handoff.model_data)
-    return result
 
 
 def evaluate(
@@ -324,9 +331,12 @@ def deploy(
     min_instances: int,
     max_instances: int,
     capture_percentage: int = 100,
+    challenger_model_version_arn: str = "",
+    challenger_traffic_percent: int = 0,
 ) -> str:
-    """Deploy an Approved version; return the endpoint's URL (an empty ``endpoint_name``: the
-    backend's default, which on AWS lies inside the IAM name prefix)."""
+    """Deploy an Approved version, with an Approved challenger beside it when one is named (its
+    share of the requests ``challenger_traffic_percent``); return the endpoint's URL (an empty
+    ``endpoint_name``: the backend's default, which on AWS lies inside the IAM name prefix)."""
     configure_logging()
     be = get_backend(backend)
     endpoint = be.deploy(
@@ -337,6 +347,8 @@ def deploy(
             min_instances=min_instances,
             max_instances=max_instances,
             capture_percentage=capture_percentage,
+            challenger_model_version_arn=challenger_model_version_arn,
+            challenger_traffic_percent=challenger_traffic_percent,
         )
     )
     return endpoint.url
@@ -474,15 +486,7 @@ def tune(
     outcome = be.tune(request)
     _record(model, dataclasses.replace(outcome.best, details=outcome.details), started)
     run_cost_so_far(model, dataset)
-    handoff = ModelHandoff(
-        model_data=outcome.best.output_uri,
-        job_model_data=outcome.best.remote_output_uri or outcome.best.output_uri,
-        architecture=config.architecture,
-        image_size=config.image_size,
-        dataset=request.dataset_uri,
-    )
-    handoff.write(model)
-    write_pointer(model, handoff.model_data)
+    _hand_on_model(model, outcome.best, config, request.dataset_uri)
     trials = [dataclasses.asdict(t) for t in outcome.trials]
     _write_trials(model, outcome.tuning_job_name, outcome.objective_metric, trials)
     model.metadata.update(
@@ -533,9 +537,9 @@ def pick_best(*, trials: list[ArtifactLike], dataset: ArtifactLike, model: Artif
         raise ValueError("The sweep produced no trial: nothing to pick from.")
     scored = []
     rows = []
-    for index, trial in enumerate(trials):
+    handoffs = [ModelHandoff.read(trial) for trial in trials]
+    for index, (trial, handed) in enumerate(zip(trials, handoffs, strict=True)):
         objective = trial_objective(trial)
-        handed = ModelHandoff.read(trial)
         rows.append(
             {
                 "job_name": str(trial.metadata.get("job_name", "")),
@@ -561,9 +565,9 @@ def pick_best(*, trials: list[ArtifactLike], dataset: ArtifactLike, model: Artif
         )
     # Ties go to the earlier trial, so the choice does not depend on the order of arrival alone.
     best_value, negative_index = max(scored)
-    best = trials[-negative_index]
-    ModelHandoff.read(best).write(model)
-    write_pointer(model, ModelHandoff.read(best).model_data)
+    best = handoffs[-negative_index]
+    best.write(model)
+    write_pointer(model, best.model_data)
     known = [float(c) for c in (r["cost_usd"] for r in rows) if c is not None]
     if known:
         model.metadata["cost_usd"] = round(sum(known), 4)
@@ -580,52 +584,6 @@ def pick_best(*, trials: list[ArtifactLike], dataset: ArtifactLike, model: Artif
     )
     log.info("Sweep of %d trials: best %s (%.4f)", len(trials), best_name, best_value)
     return str(best_name)
-
-
-__all__ = [
-    "ApprovalStatus",
-    "batch_score",
-    "deploy",
-    "evaluate",
-    "pick_best",
-    "preprocess",
-    "record_decision",
-    "register",
-    "stop_run_jobs",
-    "train",
-    "tune",
-]
-
-
-def deploy_variants(
-    *,
-    backend: str,
-    model_version_arn: str,
-    endpoint_name: str,
-    instance_type: str,
-    min_instances: int,
-    max_instances: int,
-    capture_percentage: int = 100,
-    challenger_model_version_arn: str = "",
-    challenger_traffic_percent: int = 0,
-) -> str:
-    """Deploy an Approved version, with an Approved challenger beside it when one is named (its
-    share of the requests ``challenger_traffic_percent``); return the endpoint's URL."""
-    configure_logging()
-    be = get_backend(backend)
-    endpoint = be.deploy(
-        DeployRequest(
-            model_version_arn=model_version_arn,
-            endpoint_name=endpoint_name or be.default_endpoint_name(),
-            instance_type=instance_type,
-            min_instances=min_instances,
-            max_instances=max_instances,
-            capture_percentage=capture_percentage,
-            challenger_model_version_arn=challenger_model_version_arn,
-            challenger_traffic_percent=challenger_traffic_percent,
-        )
-    )
-    return endpoint.url
 
 
 def promote_challenger(
@@ -696,3 +654,19 @@ def promote_challenger(
         variants[winner].model_version_arn,
     )
     return comparison.decision.value
+
+
+__all__ = [
+    "ApprovalStatus",
+    "batch_score",
+    "deploy",
+    "evaluate",
+    "pick_best",
+    "preprocess",
+    "promote_challenger",
+    "record_decision",
+    "register",
+    "stop_run_jobs",
+    "train",
+    "tune",
+]

@@ -37,6 +37,17 @@ def _write(documents: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
+# A training run that takes seconds: a small network from scratch, one epoch, 32 px.
+TINY_RUN: dict[str, Any] = {
+    "backend": "local",
+    "architecture": "mobilenet_v2",
+    "pretrained": "none",
+    "epochs": 1,
+    "batch_size": 16,
+    "image_size": 32,
+}
+
+
 @pytest.fixture
 def local_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     from kfp import local
@@ -69,12 +80,7 @@ def test_compiled_training_pipeline_runs_end_to_end_on_kfp_local(
     try:
         pipeline(
             data_uri=str(sample_data_dir),
-            backend="local",
-            architecture="mobilenet_v2",
-            pretrained="none",
-            epochs=1,
-            batch_size=16,
-            image_size=32,
+            **TINY_RUN,
             threshold=0.0,  # the gate passes: register and deploy run
             model_group="kf-local",
             endpoint_name="kf-local",
@@ -141,12 +147,7 @@ def test_the_sweep_mode_runs_on_kfp_local_and_evaluate_takes_the_best_trial(
     try:
         pipeline(
             data_uri=str(sample_data_dir),
-            backend="local",
-            architecture="mobilenet_v2",
-            pretrained="none",
-            epochs=1,
-            batch_size=16,
-            image_size=32,
+            **TINY_RUN,
             threshold=1.0,  # the gate: nothing to deploy
             model_group="kf-sweep",
             endpoint_name="kf-sweep",

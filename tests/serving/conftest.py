@@ -15,7 +15,6 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from skinlesion.artifacts import MODEL_ARCHIVE, pack_model
@@ -91,29 +90,14 @@ def fitted_serving_model(
     Fitted in seconds, no gradient steps; its predictions are confident, so that comparisons of
     the top class across runtimes are meaningful.
     """
-    from skinlesion.models import Predictor, build_model, save_model, spec_for
+    from bench.ood import ridge_classifier
+    from skinlesion.models import save_model
 
     manifest = read_manifest(preprocessed_dataset)
-    classes = tuple(manifest["classes"])
-    image_size = int(manifest["image_size"])
-    torch.manual_seed(0)
-    model = build_model("efficientnet_lite0", len(classes), "imagenet", image_size)
-    spec = spec_for("efficientnet_lite0", image_size, classes)
-    predictor = Predictor(model, spec, precision="fp32")
     train = read_split(preprocessed_dataset, "train", mmap=False)
-    features = predictor.embed(train.images, batch_size=64).astype(np.float64)
-    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    design = np.c_[(features - mean) / scale, np.ones(len(features))]
-    targets = np.eye(len(classes))[train.labels] * 8.0 - 1.0
-    weights = np.linalg.solve(
-        design.T @ design + 10.0 * np.eye(design.shape[1]), design.T @ targets
+    model, spec = ridge_classifier(
+        tuple(manifest["classes"]), int(manifest["image_size"]), train.images, train.labels
     )
-    with torch.no_grad():
-        model.head.weight.copy_(
-            torch.from_numpy((weights[:-1] / scale[:, None]).T.astype(np.float32))
-        )
-        bias = weights[-1] - (mean / scale) @ weights[:-1]
-        model.head.bias.copy_(torch.from_numpy(bias.astype(np.float32)))
     from dataclasses import replace
 
     # As the train job does: the dataset's manifest says whether its images were generated.

@@ -345,6 +345,7 @@ def clinical_evaluation(
         ita_degrees,
         malignancy_score,
         malignant_classes,
+        refusal_reason,
         skin_tone_band,
     )
 
@@ -397,9 +398,12 @@ def clinical_evaluation(
                 flat[name] = estimate.value
     # Out-of-distribution refusals of real test images: every one is a false refusal.
     problems = [image_check(image, quality) for image in images]
-    threshold = float(spec.ood["threshold"]) if spec.ood else math.inf
+    threshold = float(spec.ood["threshold"]) if spec.ood else None
     refused = np.array(
-        [p is not None or s > threshold for p, s in zip(problems, ood_scores, strict=True)]
+        [
+            refusal_reason(p, float(s), threshold) is not None
+            for p, s in zip(problems, ood_scores, strict=True)
+        ]
     )
     out["ood"] = {
         **spec.ood,

@@ -39,6 +39,7 @@ from skinlesion.capture import (
     CaptureRecord,
     iter_capture_records,
 )
+from skinlesion.monitoring.drift import jensen_shannon_distance
 from skinlesion.monitoring.quality import join_labels, quality_metrics, read_ground_truth
 
 log = logging.getLogger(__name__)
@@ -195,19 +196,13 @@ def summarize_variant(
 
 
 def js_distance(p: dict[str, float], q: dict[str, float]) -> float:
-    """Jensen-Shannon distance (base 2) of two distributions over the same classes, 0 to 1."""
+    """Jensen-Shannon distance (base 2) of two distributions over ``p``'s classes, 0 to 1; NaN
+    when a variant gave no assessable answer (it has no distribution)."""
     a = np.array([p[c] for c in p], dtype=np.float64)
     b = np.array([q.get(c, 0.0) for c in p], dtype=np.float64)
     if a.sum() == 0 or b.sum() == 0:
-        return float("nan")  # a variant with no assessable answer has no distribution
-    a, b = a / a.sum(), b / b.sum()
-    m = (a + b) / 2
-
-    def kl(x: np.ndarray, y: np.ndarray) -> float:
-        mask = x > 0
-        return float(np.sum(x[mask] * np.log2(x[mask] / y[mask])))
-
-    return math.sqrt(max(0.0, (kl(a, m) + kl(b, m)) / 2))
+        return float("nan")
+    return jensen_shannon_distance(a, b)
 
 
 def decide(

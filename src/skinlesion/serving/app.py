@@ -388,7 +388,7 @@ def _predictions(
     saturated, or when its OOD score is above the bundle's threshold: it is unlike the
     dermoscopy images the model was trained on, and its probabilities would mean nothing.
     """
-    from skinlesion.clinical import malignancy_score
+    from skinlesion.clinical import malignancy_score, refusal_reason
 
     classes, point, limit = model.classes, model.operating_point, model.ood_threshold
     malignancy = (
@@ -399,12 +399,7 @@ def _predictions(
     out: list[dict[str, Any]] = []
     for index, row in enumerate(probabilities.tolist()):
         ood = float(ood_scores[index])
-        reason = problems[index]
-        if reason is None and limit is not None and ood > limit:
-            reason = (
-                f"unlike the training images: out-of-distribution score {ood:.1f} above the "
-                f"threshold {limit:.1f}"
-            )
+        reason = refusal_reason(problems[index], ood, limit)
         if reason is not None:
             out.append({"assessable": False, "reason": reason, "ood_score": ood})
             continue

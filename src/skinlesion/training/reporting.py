@@ -29,7 +29,8 @@ EPOCH_FIELDS: tuple[tuple[str, str, str], ...] = (
 BEST_LINE_FIELDS = ("val_balanced_accuracy",)
 
 
-def _regex(key: str) -> str:
+def metric_regex(key: str) -> str:
+    """The MetricDefinitions regex of an epoch line's ``key`` (its number in group 1)."""
     # \b keeps "val_loss" from matching inside "train_loss=" and vice versa.
     if key in BEST_LINE_FIELDS:
         return rf"(?:\b{key}=|\bbest {key} ){_NUMBER}"
@@ -37,7 +38,7 @@ def _regex(key: str) -> str:
 
 
 METRIC_DEFINITIONS: list[dict[str, str]] = [
-    {"Name": name, "Regex": _regex(key)} for key, name, _ in EPOCH_FIELDS
+    {"Name": name, "Regex": metric_regex(key)} for key, name, _ in EPOCH_FIELDS
 ]
 
 

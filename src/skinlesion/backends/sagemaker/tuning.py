@@ -24,6 +24,7 @@ from skinlesion.backends.base import JobStatus, TuneRequest, TuningConfigError
 from skinlesion.backends.sagemaker.log_streaming import TRAINING_LOG_GROUP
 from skinlesion.backends.sagemaker.naming import ATTEMPT_RESERVE, digest, resource_name
 from skinlesion.backends.sagemaker.runners import JobRunner, JobState
+from skinlesion.training.reporting import metric_regex
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +43,7 @@ STRATEGY = "Bayesian"
 # completed trial by the objective's last value, so it ranks by the epoch whose weights the
 # model keeps, not by whichever epoch happened to come last.
 OBJECTIVE_METRIC = "tuning:val_balanced_accuracy"
-OBJECTIVE_REGEX = (
-    r"(?:\bval_balanced_accuracy=|best val_balanced_accuracy )"
-    r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
-)
+OBJECTIVE_REGEX = metric_regex("val_balanced_accuracy")  # the train job's own metric regex
 OBJECTIVE_DEFINITION = {"Name": OBJECTIVE_METRIC, "Regex": OBJECTIVE_REGEX}
 # What a training definition of a tuning job takes of a CreateTrainingJob request
 # (HyperParameterTrainingJobDefinition in the service model). Left out on purpose:
