@@ -41,6 +41,9 @@ class ModelSpec:
     temperature: float = 1.0
     operating_point: dict[str, Any] = field(default_factory=dict)
     ood: dict[str, Any] = field(default_factory=dict)
+    # Empty for an image-only network; else what its patient-metadata term reads
+    # (skinlesion.patient: fields, vocabularies, and the training split's coverage).
+    metadata: dict[str, Any] = field(default_factory=dict)
 
     def write(self, model_dir: Path) -> None:
         model_dir.mkdir(parents=True, exist_ok=True)

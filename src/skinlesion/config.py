@@ -88,6 +88,11 @@ class TrainConfig:
     label_smoothing: float = 0.0
     freeze_stages: int = 0  # early stages (stem first) kept at their pretrained weights
     tta: str = "none"  # test-time views the saved model averages (validation during training: none)
+    # Patient metadata (age, sex, anatomic site; skinlesion.patient) added to the image logits.
+    # metadata_dropout: the share of training images shown as of an unknown patient, which
+    # trains the image-only fallback that requests without metadata get.
+    metadata: bool = False
+    metadata_dropout: float = 0.2
     patience: int = 5
     # Early stopping reads an exponential moving average of validation balanced accuracy:
     # smoothed = s * smoothed + (1 - s) * this epoch's; 0 reads the raw per-epoch figure.
@@ -117,6 +122,10 @@ class TrainConfig:
             _positive(name, getattr(self, name))
         for name in ("weight_decay", "label_smoothing", "patience", "num_workers", "freeze_stages"):
             _positive(name, getattr(self, name), allow_zero=True)
+        if not 0 <= self.metadata_dropout < 1:
+            raise ConfigError(
+                f"Invalid metadata_dropout {self.metadata_dropout!r}: must be in [0, 1)."
+            )
         if self.label_smoothing >= 1:
             raise ConfigError(
                 f"Invalid label_smoothing {self.label_smoothing!r}: must be in [0, 1)."

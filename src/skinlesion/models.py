@@ -58,6 +58,32 @@ class LesionClassifier(nn.Module):
         self.tta = "none"  # test-time views averaged in eval mode (see TTA_VIEWS)
         # Fitted after training (skinlesion.clinical.fit_ood); saved as ood.npz in the bundle.
         self.ood_stats: OodStats | None = None
+        # Patient metadata (skinlesion.patient): a linear term of the encoded fields added to the
+        # image logits; None for an image-only network (see use_metadata).
+        self.metadata_head: nn.Linear | None = None
+
+    def use_metadata(self) -> LesionClassifier:
+        """Add the metadata term, starting at zero (the image-only network's output).
+
+        Without metadata the term reads the all-unknown encoding, which training also shows the
+        network (``TrainConfig.metadata_dropout``): that is the image-only fallback.
+        """
+        from skinlesion.patient import FEATURES, unknown_vector
+
+        num_classes = self.head.out_features
+        self.metadata_head = nn.Linear(FEATURES, num_classes)
+        nn.init.zeros_(self.metadata_head.weight)
+        nn.init.zeros_(self.metadata_head.bias)
+        self.register_buffer("metadata_unknown", torch.from_numpy(unknown_vector()))
+        return self
+
+    def metadata_term(self, metadata: torch.Tensor | None, rows: int) -> torch.Tensor | None:
+        """The logits' metadata term for ``rows`` images (None for an image-only network)."""
+        if self.metadata_head is None:
+            return None
+        if metadata is None:
+            metadata = self.metadata_unknown.expand(rows, -1)
+        return self.metadata_head(metadata.float())
 
     def stages(self) -> list[list[nn.Module]]:
         """The trunk's stages in input order: the stem, then one entry per resolution stage."""
@@ -92,21 +118,28 @@ class LesionClassifier(nn.Module):
         """Penultimate-layer features (N, feature_dim): what the classifier head sees."""
         return self.trunk(images).mean(dim=(2, 3))
 
-    def forward_with_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits and features from one pass.
+    def forward_with_features(
+        self, images: torch.Tensor, metadata: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and features from one pass; ``metadata`` (N, patient.FEATURES) is optional.
 
         In eval mode with ``tta`` set, both are the means over the test-time views of each
         image, computed as one batch of ``views x N`` images.
         """
         if self.training or self.tta == "none":
             features = self.features(images)
-            return self.head(self.dropout(features)), features
-        views = test_time_views(images, self.tta)
-        features = self.features(torch.cat(views)).unflatten(0, (len(views), -1)).mean(dim=0)
-        return self.head(features), features
+            logits = self.head(self.dropout(features))
+        else:
+            views = test_time_views(images, self.tta)
+            features = self.features(torch.cat(views)).unflatten(0, (len(views), -1)).mean(dim=0)
+            logits = self.head(features)
+        term = self.metadata_term(metadata, len(images))
+        if term is not None:
+            logits = logits + term.to(logits.dtype)
+        return logits, features
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_with_features(images)[0]
+    def forward(self, images: torch.Tensor, metadata: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_with_features(images, metadata)[0]
 
 
 def test_time_views(images: torch.Tensor, tta: str) -> list[torch.Tensor]:
@@ -407,6 +440,11 @@ def load_model(model_dir: Path) -> tuple[LesionClassifier, ModelSpec]:
     if not weights.exists():
         raise FileNotFoundError(f"No {WEIGHTS_FILE} next to {SPEC_FILE} in {model_dir}.")
     model = build_model(spec.architecture, len(spec.classes), "none", spec.image_size)
+    if spec.metadata:
+        from skinlesion.patient import check_spec
+
+        check_spec(spec.metadata, str(model_dir / SPEC_FILE))
+        model.use_metadata()
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     model.tta = spec.tta
@@ -488,15 +526,28 @@ class Predictor:
             yield array[start : start + batch_size]
 
     def logits_with_embeddings(
-        self, images: np.ndarray, batch_size: int = 64
+        self, images: np.ndarray, batch_size: int = 64, metadata: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Raw logits (N, C), before the temperature, and penultimate features (N, D), float32."""
+        """Raw logits (N, C), before the temperature, and penultimate features (N, D), float32.
+
+        ``metadata`` (N, patient.FEATURES) feeds a network trained with it; None reads every
+        image as of an unknown patient (the image-only fallback).
+        """
         logits_out, embeddings = [], []
+        rows = None if metadata is None else np.asarray(metadata, dtype=np.float32)
+        count = 1 if np.ndim(images) == 3 else len(images)
+        if rows is not None and rows.shape != (count, rows.shape[-1]):
+            raise ValueError(f"Got metadata rows {rows.shape} for {count} images.")
+        start = 0
         with torch.inference_mode():
             for batch in self._batches(images, batch_size):
                 x = self.preprocess(batch)
+                meta = None
+                if rows is not None:
+                    meta = torch.from_numpy(rows[start : start + len(x)]).to(self.device)
+                start += len(x)
                 with autocast(self.device, self.dtype):
-                    logits, features = self.model.forward_with_features(x)
+                    logits, features = self.model.forward_with_features(x, meta)
                 logits_out.append(logits.float().cpu().numpy())
                 embeddings.append(features.float().cpu().numpy())
         if not logits_out:
@@ -511,6 +562,20 @@ class Predictor:
         logits, embeddings = self.logits_with_embeddings(images, batch_size)
         scaled = torch.from_numpy(logits) / float(self.spec.temperature)
         return torch.softmax(scaled, dim=1).numpy(), embeddings
+
+    def metadata_offsets(self, metadata: np.ndarray) -> np.ndarray:
+        """(N, C) float32: what ``metadata`` adds to the image-only logits (zeros if unused).
+
+        A runtime's probabilities come from the image-only graph; ``patient.adjust`` applies
+        these offsets to them, so every runtime serves the same metadata-aware answer.
+        """
+        rows = np.asarray(metadata, dtype=np.float32)
+        head = self.model.metadata_head
+        if head is None:
+            return np.zeros((len(rows), len(self.spec.classes)), np.float32)
+        weight = head.weight.detach().float().cpu().numpy()
+        unknown = self.model.metadata_unknown.float().cpu().numpy()
+        return ((rows - unknown) @ weight.T).astype(np.float32)
 
     def ood_scores(self, embeddings: np.ndarray) -> np.ndarray:
         """The out-of-distribution score of each embedding (0.0 when the model has no OOD fit)."""

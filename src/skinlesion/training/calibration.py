@@ -50,6 +50,7 @@ def fit_clinical_settings(
     train_labels: np.ndarray,
     val_images: np.ndarray,
     val_labels: np.ndarray,
+    val_metadata: np.ndarray | None = None,
     device: torch.device | str = "cpu",
     target_sensitivity: float | None = DEFAULT_TARGET_SENSITIVITY,
     target_specificity: float | None = None,
@@ -66,7 +67,11 @@ def fit_clinical_settings(
     was_training = model.training
     predictor = Predictor(model, replace(spec, temperature=1.0), device=device, precision="fp32")
     val_labels = np.asarray(val_labels, dtype=np.int64)
-    val_logits, val_features = predictor.logits_with_embeddings(val_images, batch_size)
+    # The temperature and referral threshold are fitted on the answers the model gives with
+    # its validation images' metadata (when it reads metadata).
+    val_logits, val_features = predictor.logits_with_embeddings(
+        val_images, batch_size, metadata=val_metadata
+    )
     fitted = spec
     if len(val_labels) == 0:
         log.warning("Empty validation split: no temperature, operating point or OOD threshold.")

@@ -14,17 +14,30 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class SplitDataset(Dataset[Batch]):
-    """Rows of a split; ``__getitems__`` reads a whole batch from the memmap in one go."""
+    """Rows of a split; ``__getitems__`` reads a whole batch from the memmap in one go.
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray):
+    A batch is (images, labels, metadata): metadata is (N, patient.FEATURES) float32 when the
+    dataset has it, else (N, 0).
+    """
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, metadata: np.ndarray | None = None):
         if len(images) != len(labels):
             raise ValueError(f"Images ({len(images)}) and labels ({len(labels)}) differ in length.")
+        if metadata is not None and len(metadata) != len(labels):
+            raise ValueError(
+                f"Metadata ({len(metadata)} rows) and labels ({len(labels)}) differ in length."
+            )
         self.images = images
         self.labels = np.asarray(labels, dtype=np.int64)
+        self.metadata = (
+            np.zeros((len(self.labels), 0), np.float32)
+            if metadata is None
+            else np.asarray(metadata, dtype=np.float32)
+        )
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -37,7 +50,11 @@ class SplitDataset(Dataset[Batch]):
         # Read each needed row once, in file order (kind to the page cache), then reorder.
         unique, inverse = np.unique(order, return_inverse=True)
         images = np.ascontiguousarray(self.images[unique][inverse])
-        return torch.from_numpy(images), torch.from_numpy(self.labels[order])
+        return (
+            torch.from_numpy(images),
+            torch.from_numpy(self.labels[order]),
+            torch.from_numpy(self.metadata[order]),
+        )
 
 
 def _as_batch(batch: Any) -> Any:

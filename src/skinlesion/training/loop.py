@@ -28,7 +28,7 @@ from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
 from skinlesion.artifacts import ModelSpec
 from skinlesion.config import ConfigError, TrainConfig
-from skinlesion.data.store import read_manifest, read_split
+from skinlesion.data.store import read_manifest, read_split, read_split_metadata
 from skinlesion.metrics import balanced_accuracy_from_confusion, recall_from_confusion
 from skinlesion.models import (
     LesionClassifier,
@@ -40,6 +40,7 @@ from skinlesion.models import (
     resize,
     spec_for,
     to_unit_float,
+    unwrap,
 )
 from skinlesion.training.augmentation import BatchAugment
 from skinlesion.training.checkpointing import (
@@ -84,6 +85,8 @@ TRAJECTORY_KEYS = (
 )
 
 
+# The metadata term's learning rate over the network's (make_optimizer says why).
+METADATA_LR_SCALE = 20.0
 # torch's OneCycleLR default, named because early stopping needs to know where the peak is.
 ONECYCLE_PCT_START = 0.3
 COSINE_WARMUP_FRACTION = 0.05
@@ -303,10 +306,13 @@ def train_one_epoch(
     progress: bool = False,
     epochs: int = 0,
     log_progress: bool = False,
+    metadata_dropout: float = 0.0,
 ) -> dict[str, float]:
     """One pass over ``loader``; the scheduler steps per batch. Returns loss, images, speed.
 
-    ``progress``: a tqdm bar; ``log_progress``: periodic log lines with an ETA instead."""
+    ``progress``: a tqdm bar; ``log_progress``: periodic log lines with an ETA instead.
+    ``metadata_dropout``: the share of images whose patient metadata is hidden (read as
+    unknown), drawn from torch's global generator (which checkpoints carry)."""
     from tqdm import tqdm
 
     model.train()
@@ -319,15 +325,16 @@ def train_one_epoch(
         if log_progress and not progress
         else None
     )
-    for step, (images, labels) in enumerate(bar, start=1):
+    for step, (images, labels, metadata) in enumerate(bar, start=1):
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         if augment is not None:
             x = inputs.finish(augment(to_unit_float(images)))
         else:
             x = inputs.plain(images)
+        meta = _hide_metadata(metadata, metadata_dropout)
         with autocast(device, dtype):
-            logits = model(x)
+            logits = model(x) if meta is None else model(x, meta.to(device, non_blocking=True))
         loss = criterion(logits.float(), labels)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -358,6 +365,20 @@ def train_one_epoch(
     }
 
 
+def _hide_metadata(metadata: torch.Tensor, share: float) -> torch.Tensor | None:
+    """The batch's metadata with ``share`` of its rows set to the unknown encoding (None if the
+    dataset has none)."""
+    if metadata.shape[1] == 0:
+        return None
+    if share <= 0:
+        return metadata
+    from skinlesion.patient import unknown_vector
+
+    hidden = torch.rand(len(metadata)) < share
+    unknown = torch.from_numpy(unknown_vector())
+    return torch.where(hidden[:, None], unknown, metadata)
+
+
 def evaluate(
     model: nn.Module,
     loader: torch.utils.data.DataLoader[Any],
@@ -375,11 +396,15 @@ def evaluate(
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     with torch.inference_mode():
-        for images, labels in loader:
+        for images, labels, metadata in loader:
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
+            x = inputs.plain(images)
             with autocast(device, dtype):
-                logits = model(inputs.plain(images))
+                if metadata.shape[1]:
+                    logits = model(x, metadata.to(device, non_blocking=True))
+                else:
+                    logits = model(x)
             logits = logits.float()
             loss_sum += unweighted(logits, labels, reduction="sum").double()
             flat = labels * num_classes + logits.argmax(dim=1)
@@ -405,7 +430,7 @@ def make_scheduler(
     if config.schedule == "onecycle":
         return OneCycleLR(
             optimizer,
-            max_lr=config.learning_rate,
+            max_lr=[group["lr"] for group in optimizer.param_groups],
             total_steps=total_steps,
             pct_start=ONECYCLE_PCT_START,
         )
@@ -442,16 +467,32 @@ def warmup_epochs(peak_step: int, steps_per_epoch: int) -> int:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases and normalisation parameters."""
+    """AdamW; no weight decay on biases and normalisation parameters.
+
+    The metadata term, when there is one, has its own group at ``METADATA_LR_SCALE`` times the
+    learning rate: Adam moves each weight by about the learning rate per step, so the image
+    head (a sum over a thousand features) reaches useful logits long before a weight of one
+    one-hot metadata column would at the same rate.
+    """
+    head = getattr(unwrap(model), "metadata_head", None)
+    metadata = {id(p) for p in head.parameters()} if head is not None else set()
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     for parameter in model.parameters():
-        if parameter.requires_grad:
+        if parameter.requires_grad and id(parameter) not in metadata:
             (decay if parameter.ndim > 1 else no_decay).append(parameter)
-    groups = [
+    groups: list[dict[str, Any]] = [
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
+    if head is not None:
+        groups.append(
+            {
+                "params": list(head.parameters()),
+                "weight_decay": config.weight_decay,
+                "lr": config.learning_rate * METADATA_LR_SCALE,
+            }
+        )
     return torch.optim.AdamW(groups, lr=config.learning_rate)
 
 
@@ -617,6 +658,8 @@ def build(
     distributed.barrier()
     if distributed.local_rank != 0:
         model = build_model(config.architecture, num_classes, config.pretrained, config.image_size)
+    if config.metadata:
+        model.use_metadata()
     if config.freeze_stages:
         model.freeze_stages(config.freeze_stages)
         log.info(
@@ -660,14 +703,18 @@ def build(
         max_batches=config.max_steps_per_epoch,
     )
     pin = device.type == "cuda"
+    train_metadata = val_metadata = None
+    if config.metadata:
+        train_metadata = split_metadata(dataset_dir, "train", train_split.image_ids)
+        val_metadata = split_metadata(dataset_dir, "val", val_split.image_ids)
     train_loader = make_loader(
-        SplitDataset(train_split.images, train_split.labels),
+        SplitDataset(train_split.images, train_split.labels, train_metadata),
         sampler,
         num_workers=num_workers,
         pin_memory=pin,
     )
     val_loader = make_loader(
-        SplitDataset(val_split.images, val_split.labels),
+        SplitDataset(val_split.images, val_split.labels, val_metadata),
         FixedBatchSampler(
             shard_indices(len(val_split), distributed.rank, distributed.world_size),
             config.batch_size * 2,
@@ -700,6 +747,25 @@ def build(
         warmup_epochs=warmup_epochs(schedule_peak_step(config, total_steps), steps_per_epoch),
         generated_data=bool(manifest.get("source", {}).get("generated", False)),
     )
+
+
+def split_metadata(dataset_dir: Path, split: str, image_ids: list[str]) -> np.ndarray:
+    """The split's patient metadata encoded (skinlesion.patient), rows in the split's order."""
+    from skinlesion import patient
+
+    rows = read_split_metadata(dataset_dir, split)
+    if rows is None:
+        log.warning(
+            "The %s split has no metadata table: every image reads as of an unknown patient",
+            split,
+        )
+    matrix = patient.encode_rows(image_ids, rows)
+    log.info(
+        "Patient metadata of the %s split, share known: %s",
+        split,
+        ", ".join(f"{k} {v:.1%}" for k, v in patient.coverage(matrix).items()),
+    )
+    return matrix
 
 
 def resume(run: TrainingRun, checkpoint_dir: Path) -> TrainState:
@@ -757,6 +823,7 @@ def train_and_validate(run: TrainingRun, epoch: int, *, progress: bool = False) 
         progress=progress,
         epochs=config.epochs,
         log_progress=distributed.is_main,
+        metadata_dropout=config.metadata_dropout if config.metadata else 0.0,
     )
     val_stats = evaluate(
         run.network,
@@ -851,6 +918,7 @@ def fit_clinical(run: TrainingRun, spec: ModelSpec) -> ModelSpec:
         train_labels=train.labels,  # type: ignore[attr-defined]
         val_images=val.images,  # type: ignore[attr-defined]
         val_labels=val.labels,  # type: ignore[attr-defined]
+        val_metadata=val.metadata if run.config.metadata else None,  # type: ignore[attr-defined]
         device=run.device,
         batch_size=run.config.batch_size * 2,
     )
@@ -881,6 +949,11 @@ def finish(
         spec_for(config.architecture, config.image_size, run.classes, tta=config.tta, **metrics),
         generated_data=run.generated_data,
     )
+    if config.metadata:
+        from skinlesion.patient import spec_entry
+
+        train_metadata = run.train_loader.dataset.metadata  # type: ignore[attr-defined]
+        spec = replace(spec, metadata=spec_entry(train_metadata))
     if run.distributed.is_main:
         spec = fit_clinical(run, spec)
     return TrainResult(
