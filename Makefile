@@ -37,8 +37,8 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv and install the project with every extra
 
-demo: $(STAMP) ## Run the training pipeline locally with kfp.local (DATA=<ISIC folder> ARCH=<name>)
-	$(PY) -m pipelines.demo --workdir $(DEMO_DIR) $(if $(DATA),--data $(DATA)) $(if $(ARCH),--architecture $(ARCH))
+demo: $(STAMP) ## Run the training pipeline locally with kfp.local (DATA=<ISIC folder> ARCH=<name> TRAIN_SEED=<n>)
+	$(PY) -m pipelines.demo --workdir $(DEMO_DIR) $(if $(DATA),--data $(DATA)) $(if $(ARCH),--architecture $(ARCH)) $(if $(TRAIN_SEED),--train-seed $(TRAIN_SEED))
 
 test: $(STAMP) ## Run the whole test suite (slow tests included)
 	SKINLESION_REAL_DATA=$${SKINLESION_REAL_DATA:-$(if $(wildcard $(REAL_DATA)/labels.csv),$(REAL_DATA))} \

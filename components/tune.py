@@ -20,6 +20,8 @@ def tune(
     weight_decay: float,
     label_smoothing: float,
     balancing: str,
+    metadata: bool,
+    train_seed: int,
     instance_count: int,
     learning_rates: list,
     max_jobs: int,
@@ -45,6 +47,10 @@ def tune(
         weight_decay: AdamW weight decay.
         label_smoothing: Cross-entropy label smoothing.
         balancing: weighted_loss, logit_adjust, sampler or none (docs/training.md).
+        metadata: Feed the patient's age, sex and anatomic site to the network
+            (skinlesion.patient; docs/training.md).
+        train_seed: Seed of the weights' initialisation, the batches and the augmentation (the
+            split's seed is preprocess's).
         instance_count: Training instances per trial.
         learning_rates: The range's ends are the lowest and highest of these.
         max_jobs: Trials in all (SageMaker: at most 750).
@@ -67,6 +73,8 @@ def tune(
             "weight_decay": weight_decay,
             "label_smoothing": label_smoothing,
             "balancing": balancing,
+            "metadata": metadata,
+            "seed": train_seed,
             "instance_count": instance_count,
         },
         learning_rates=[float(v) for v in learning_rates],

@@ -100,6 +100,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
     parser.add_argument("--image-size", type=int, help="override the recipe's image size")
     parser.add_argument("--threshold", type=float, help="override the gate's threshold")
+    parser.add_argument(
+        "--train-seed",
+        type=int,
+        help="the training seed (weights, batches, augmentation); the split keeps its own",
+    )
     parser.add_argument("--classify", type=int, default=8, help="test images sent over HTTP")
     parser.add_argument("--keep-endpoint", action="store_true", help="leave the endpoint running")
     parser.add_argument(
@@ -259,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend": "local",
         "labels": args.labels,
         **{name: getattr(config, name) for name in pipeline_train_settings()},
+        "train_seed": args.train_seed if args.train_seed is not None else config.seed,
         "threshold": args.threshold if args.threshold is not None else recipe.threshold,
         "git_commit": git_commit(),
         "endpoint_name": "skinlesion-demo",

@@ -114,6 +114,8 @@ def pipeline_for_tuning(tuning: TuningSettings) -> GraphComponent:
         weight_decay: float = _TRAIN.weight_decay,
         label_smoothing: float = _TRAIN.label_smoothing,
         balancing: str = _TRAIN.balancing,
+        metadata: bool = _TRAIN.metadata,
+        train_seed: int = _TRAIN.seed,
         instance_count: int = _TRAIN.instance_count,
         threshold: float = 0.7,
         min_malignant_sensitivity: float = 0.0,
@@ -176,6 +178,8 @@ def pipeline_for_tuning(tuning: TuningSettings) -> GraphComponent:
                     "weight_decay": weight_decay,
                     "label_smoothing": label_smoothing,
                     "balancing": balancing,
+                    "metadata": metadata,
+                    "train_seed": train_seed,
                     "instance_count": instance_count,
                 },
             )

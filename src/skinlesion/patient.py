@@ -36,8 +36,8 @@ MAX_AGE = 120.0
 FEATURES = 2 + len(SEXES) + len(SITES)
 ACCEPTED = (
     f'"metadata": {{"age_approx": a number from 0 to {MAX_AGE:g}, "sex": one of '
-    f"{', '.join(SEXES)}, \"anatom_site\": one of {', '.join(SITES)}}}; every field is optional "
-    "(absent, null or \"unknown\" means unknown)"
+    f'{", ".join(SEXES)}, "anatom_site": one of {", ".join(SITES)}}}; every field is optional '
+    '(absent, null or "unknown" means unknown)'
 )
 
 
@@ -91,9 +91,10 @@ def encode_rows(
             value = str(row.get(name, "")).strip().lower()
             if value not in UNKNOWN and value not in allowed:
                 unread[f"{name}={value}"] += 1
-        if _age(row.get("age_approx"), strict=False) is None and str(
-            row.get("age_approx", "")
-        ).strip().lower() not in UNKNOWN:
+        if (
+            _age(row.get("age_approx"), strict=False) is None
+            and str(row.get("age_approx", "")).strip().lower() not in UNKNOWN
+        ):
             unread[f"age_approx={row.get('age_approx')}"] += 1
         matrix[index] = encode(row, strict=False)
     if unread:

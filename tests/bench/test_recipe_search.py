@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from bench import recipe_search as rs
+from skinlesion import crossval, patient
 
 
 def test_folds_keep_each_lesion_in_one_fold_and_every_class_in_every_fold(
     sample_data_dir: Path,
 ) -> None:
     table = rs.read_table(sample_data_dir)
-    fold = rs.lesion_folds(table, 5, seed=0)
+    fold = crossval.lesion_folds(table.labels, table.lesions, 5, seed=0)
     by_lesion: dict[str, set[int]] = {}
     for lesion, k in zip(table.lesions, fold, strict=True):
         by_lesion.setdefault(lesion, set()).add(int(k))
@@ -32,7 +33,7 @@ def test_metadata_matrix_flags_missing_age_and_unknown_sex_and_site() -> None:
         site=["face", "unknown"],
     )
     meta = rs.metadata_matrix(table)
-    assert meta.shape == (2, 2 + 2 + len(rs.SITES))
+    assert meta.shape == (2, patient.FEATURES)
     assert meta[0, 0] == (70.0 - 50.0) / 20.0 and meta[0, 1] == 0.0
     assert meta[1, 0] == 0.0 and meta[1, 1] == 1.0  # missing age: 0 and its flag
     assert meta[0, 3] == 1.0 and meta[1, 2:].sum() == 0.0  # unknown: every one-hot column 0
@@ -51,7 +52,7 @@ def test_bias_tuning_recovers_balanced_accuracy_lost_to_a_prior_shift() -> None:
 
 def test_a_trial_scores_every_image_out_of_fold(sample_data_dir: Path) -> None:
     table = rs.read_table(sample_data_dir)
-    fold = rs.lesion_folds(table, 3, seed=0)
+    fold = crossval.lesion_folds(table.labels, table.lesions, 3, seed=0)
     # Features that carry the label plus noise: the head must find it on held-out folds.
     rng = np.random.default_rng(0)
     features = np.eye(8)[table.labels][:, None, :] * 2 + rng.normal(size=(len(fold), 2, 8))
@@ -59,5 +60,7 @@ def test_a_trial_scores_every_image_out_of_fold(sample_data_dir: Path) -> None:
     logits = rs.run_trial(features.astype(np.float16), None, table, fold, head, seed=0)
     assert logits.shape == (len(fold), 8) and np.isfinite(logits).all()
     assert rs.balanced_accuracy(table.labels, logits.argmax(1)) > 0.6
-    low, high = rs.lesion_bootstrap(table.labels, logits.argmax(1), table.lesions, resamples=50)
+    low, high = crossval.lesion_bootstrap(
+        table.labels, logits.argmax(1), table.lesions, 8, resamples=50
+    )
     assert low <= rs.balanced_accuracy(table.labels, logits.argmax(1)) <= high

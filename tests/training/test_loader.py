@@ -21,8 +21,9 @@ from skinlesion.training.loader import (
 def test_getitems_returns_rows_in_request_order_with_repeats(synthetic_dataset: Path) -> None:
     split = read_split(synthetic_dataset, "train")
     dataset = SplitDataset(split.images, split.labels)
-    images, labels = dataset.__getitems__([5, 2, 5, 90])
+    images, labels, metadata = dataset.__getitems__([5, 2, 5, 90])
     assert images.dtype == torch.uint8 and images.shape == (4, 32, 32, 3)
+    assert metadata.shape == (4, 0)  # no metadata given: an empty column block
     for row, index in zip(images, [5, 2, 5, 90], strict=True):
         assert np.array_equal(row.numpy(), split.images[index])
     assert labels.tolist() == split.labels[[5, 2, 5, 90]].tolist()
@@ -33,7 +34,7 @@ def test_loader_yields_whole_uint8_batches(synthetic_dataset: Path) -> None:
     loader = make_loader(
         SplitDataset(split.images, split.labels), FixedBatchSampler(range(len(split)), 20)
     )
-    sizes = [len(labels) for _, labels in loader]
+    sizes = [len(labels) for _, labels, _ in loader]
     assert sizes == [20, 20, 8]
 
 
@@ -79,3 +80,14 @@ def test_sampler_refuses_nonsense() -> None:
         EpochBatchSampler(0, 4)
     with pytest.raises(ValueError, match="rank 2"):
         EpochBatchSampler(10, 4, rank=2, world_size=2)
+
+
+def test_metadata_rows_follow_their_images_and_must_match_in_length(
+    synthetic_dataset: Path,
+) -> None:
+    split = read_split(synthetic_dataset, "train")
+    rows = np.arange(len(split) * 3, dtype=np.float32).reshape(len(split), 3)
+    _, _, metadata = SplitDataset(split.images, split.labels, rows).__getitems__([7, 1])
+    assert metadata.tolist() == rows[[7, 1]].tolist()
+    with pytest.raises(ValueError, match="Metadata"):
+        SplitDataset(split.images, split.labels, rows[:-1])

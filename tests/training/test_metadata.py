@@ -123,3 +123,25 @@ def test_image_only_networks_ignore_metadata_and_offsets_are_zero(
 def test_metadata_dropout_is_a_share() -> None:
     with pytest.raises(ConfigError, match="metadata_dropout"):
         TrainConfig(metadata=True, metadata_dropout=1.0)
+
+
+def test_evaluate_scores_with_metadata_and_reports_image_only_and_cross_validated(
+    trained: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import json
+
+    from skinlesion.jobs import evaluate
+
+    dataset, model_dir = trained
+    metrics = evaluate.run(dataset, model_dir, tmp_path, gradcam_examples=0)
+    assert metrics["balanced_accuracy"] > 0.9
+    assert metrics["balanced_accuracy_image_only"] < 0.4
+    # The held-out cross-validation refits a head on features + metadata: the site decides.
+    assert metrics["cv_balanced_accuracy"] > 0.9
+    assert metrics["cv_balanced_accuracy_low"] <= metrics["cv_balanced_accuracy"]
+    assert metrics["cv_balanced_accuracy"] <= metrics["cv_balanced_accuracy_high"]
+    evaluation = json.loads((tmp_path / evaluate.EVALUATION_FILE).read_text())
+    assert evaluation["clinical"]["cross_validation"]["n_images"] == 8 * (6 + 4)
+    report = (tmp_path / evaluate.REPORT_FILE).read_text()
+    assert "Test split and cross-validated estimate" in report
+    assert "without the patient metadata" in report

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from skinlesion import patient
 from skinlesion.config import PRECISIONS
 from skinlesion.contract import JobKind, run_job
 from skinlesion.data.store import SPLITS, read_manifest, read_split, read_split_metadata
@@ -54,6 +55,8 @@ from skinlesion.model_card import MODEL_CARD_HTML, MODEL_CARD_MARKDOWN, write_mo
 if TYPE_CHECKING:
     from skinlesion.artifacts import ModelSpec
     from skinlesion.clinical import QualityStats
+    from skinlesion.crossval import CrossValidation
+    from skinlesion.data.store import SplitArrays
     from skinlesion.evaluation_report import ExplainedMistake, MisclassifiedExample
     from skinlesion.models import Predictor
 
@@ -178,11 +181,24 @@ def run(
             spec.image_size,
             batch_size,
         )
-        logits, embeddings = predictor.logits_with_embeddings(data.images, batch_size=batch_size)
+        split_rows = read_split_metadata(dataset_dir, split)
+        metadata = patient.encode_rows(data.image_ids, split_rows) if spec.metadata else None
+        logits, embeddings = predictor.logits_with_embeddings(
+            data.images, batch_size=batch_size, metadata=metadata
+        )
         probabilities = softmax(logits / float(spec.temperature))
+        image_only = None
+        if metadata is not None:
+            # What a request without metadata gets: the same network, every patient unknown.
+            image_only = softmax(
+                (logits - predictor.metadata_offsets(metadata)) / float(spec.temperature)
+            )
         ood_scores = predictor.ood_scores(embeddings)
         stats = predictor.model.ood_stats
         quality = stats.quality if stats is not None else None
+        held_out = held_out_cross_validation(
+            predictor, dataset_dir, split, data, embeddings, metadata, batch_size
+        )
 
     labels = np.asarray(data.labels, dtype=np.int64)
     result = evaluate_predictions(labels, probabilities, classes)
@@ -198,6 +214,20 @@ def run(
     )
 
     metrics = flat_metrics(result, reference, split)
+    if image_only is not None:
+        without = evaluate_predictions(labels, image_only, classes)
+        metrics["balanced_accuracy_image_only"] = without.balanced_accuracy
+        metrics["sensitivity_MEL_image_only"] = next(
+            (c.sensitivity for c in without.per_class if c.name == "MEL"), float("nan")
+        )
+        log.info(
+            "Without the patient metadata (image only): balanced accuracy %.4f",
+            without.balanced_accuracy,
+        )
+    if held_out is not None:
+        metrics["cv_balanced_accuracy"] = held_out.balanced_accuracy
+        metrics["cv_balanced_accuracy_low"], metrics["cv_balanced_accuracy_high"] = held_out.ci95
+        metrics["cv_sensitivity_MEL"] = held_out.melanoma_sensitivity
     clinical = clinical_evaluation(
         spec,
         labels,
@@ -205,12 +235,21 @@ def run(
         softmax(logits),
         ood_scores,
         np.asarray(data.images),
-        metadata=read_split_metadata(dataset_dir, split),
+        metadata=split_rows,
         image_ids=data.image_ids,
         train_images=_train_images(dataset_dir),
         quality=quality,
     )
     metrics.update(clinical["flat_metrics"])
+    clinical["cross_validation"] = held_out.to_dict() if held_out is not None else None
+    clinical["image_only"] = (
+        {
+            "balanced_accuracy": metrics["balanced_accuracy_image_only"],
+            "melanoma_sensitivity": metrics["sensitivity_MEL_image_only"],
+        }
+        if image_only is not None
+        else None
+    )
     spec_dict = asdict(spec)
     output_dir.mkdir(parents=True, exist_ok=True)
     _write_json(output_dir / METRICS_FILE, metrics)
@@ -259,6 +298,54 @@ def run(
 SKIN_TONE_TRAIN_SAMPLE = 3000
 SUBGROUP_ATTRIBUTES = ("anatom_site", "age_band", "sex", "skin_tone")
 AGE_BANDS = ((0, 30, "<30"), (30, 45, "30-44"), (45, 60, "45-59"), (60, 75, "60-74"))
+
+
+def held_out_cross_validation(
+    predictor: Predictor,
+    dataset_dir: Path,
+    split: str,
+    data: SplitArrays,
+    embeddings: np.ndarray,
+    metadata: np.ndarray | None,
+    batch_size: int,
+) -> CrossValidation | None:
+    """Lesion-grouped 5-fold cross-validation of a linear head on this network's features (and
+    metadata, when it reads it) over every image it never trained on: validation + ``split``.
+
+    Twice the images of the test split alone, so a tighter interval; but a refitted head, not
+    the deployed one (docs/evaluation.md). None when ``split`` is not test or there are too
+    few lesions.
+    """
+    from skinlesion.crossval import FOLDS, cross_validate
+
+    if split != "test":
+        return None
+    val = read_split(dataset_dir, "val", mmap=False)
+    val_metadata = None
+    if metadata is not None:
+        val_metadata = patient.encode_rows(val.image_ids, read_split_metadata(dataset_dir, "val"))
+    _, val_embeddings = predictor.logits_with_embeddings(
+        val.images, batch_size=batch_size, metadata=val_metadata
+    )
+    features = np.concatenate([val_embeddings, embeddings])
+    if metadata is not None and val_metadata is not None:
+        features = np.concatenate([features, np.concatenate([val_metadata, metadata])], axis=1)
+    labels = np.concatenate([np.asarray(val.labels), np.asarray(data.labels)])
+    lesions = [*val.lesion_ids, *data.lesion_ids]
+    if len(set(lesions)) < FOLDS * 2:
+        log.warning("Too few lesions (%d) for cross-validation: skipped", len(set(lesions)))
+        return None
+    result = cross_validate(features, labels, lesions, predictor.spec.classes)
+    log.info(
+        "Cross-validated on %d held-out images (%d lesions): balanced accuracy %.4f "
+        "(95%% CI %.4f-%.4f, fold SD %.4f)",
+        result.n_images,
+        result.n_lesions,
+        result.balanced_accuracy,
+        *result.ci95,
+        result.fold_sd,
+    )
+    return result
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
