@@ -551,12 +551,20 @@ def main(argv: list[str] | None = None) -> None:
             "Epoch 1 carries cudnn autotuning and the first read of the arrays, so its "
             "extrapolation is an upper bound; the summary uses the later epochs when timed."
         )
-        if config.pretrained != recipe_pretrained:
+        if config.pretrained == "none":
             message = (
-                f"The recipe epoch used random initial weights (pretrained {config.pretrained}; "
-                f"the recipe says {recipe_pretrained}): no weights download, and the same step "
-                "time, since the network and its trainable stages are the same."
+                "The recipe epoch used random initial weights (pretrained none; the recipe says "
+                f"{recipe_pretrained}): no weights download, and the same step time, since the "
+                "network and its trainable stages are the same."
             )
+        elif config.pretrained != recipe_pretrained:
+            message = (
+                f"The recipe epoch used pretrained {config.pretrained} (the recipe says "
+                f"{recipe_pretrained}); the log says which weights it got."
+            )
+        else:
+            message = ""
+        if message:
             log.warning("%s", message)
             notes.append(message)
     table = write_result(
