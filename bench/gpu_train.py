@@ -100,14 +100,8 @@ def synthetic_rates(
     del baseline
     config = TrainConfig(architecture=architecture, image_size=size, batch_size=batch)
     model = build_model(architecture, NUM_CLASSES, "none", size).to(device)
-    # train_one_epoch reads (images, labels, metadata); image-only: (N, 0), as SplitDataset gives.
-    no_metadata = torch.zeros((batch, 0), dtype=torch.float32)
     ours = TrainerStep(
-        model,
-        config,
-        device,
-        total_steps=steps + warmup + 1,
-        batch=(images, labels, no_metadata),  # type: ignore[arg-type]
+        model, config, device, total_steps=steps + warmup + 1, batch=(images, labels)
     )
     amp = _timed_rate(ours, batch, steps, warmup, device)
     return fp32, amp, str(ours.dtype)

@@ -90,15 +90,20 @@ class TrainerStep:
         self.augment = BatchAugment(config.image_size, seed=0)
         self.batches = [] if batch is None else [batch]
 
-    def run(self, loader: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, float]:
-        """``train_one_epoch`` over ``loader`` (any iterable of uint8 batches and labels)."""
+    def run(self, loader: Iterable[tuple[torch.Tensor, ...]]) -> dict[str, float]:
+        """``train_one_epoch`` over ``loader``: uint8 batches and labels, and optionally the
+        metadata rows (the trainer's loader yields (images, labels, metadata); a pair gets the
+        image-only (N, 0) block that ``SplitDataset`` gives a split without metadata)."""
+        batches = (
+            item if len(item) == 3 else (*item, torch.zeros((len(item[1]), 0))) for item in loader
+        )
         return train_one_epoch(
             self.model,
             self.criterion,
             self.optimizer,
             self.scheduler,
             self.scaler,
-            loader,  # type: ignore[arg-type]  # it only iterates
+            batches,  # type: ignore[arg-type]  # it only iterates
             device=self.device,
             dtype=self.dtype,
             inputs=self.inputs,

@@ -86,6 +86,25 @@ def limitations(clinical: Mapping[str, Any], manifest: Mapping[str, Any]) -> lis
     return notes
 
 
+def _estimate_lines(metrics: Mapping[str, Any], spec: Mapping[str, Any]) -> list[str]:
+    """The cross-validated estimate and, for a metadata model, the image-only figure."""
+    lines = []
+    if metrics.get("cv_balanced_accuracy") is not None:
+        lines.append(
+            f"- Cross-validated balanced accuracy (held-out images, head refitted): "
+            f"{_number(metrics['cv_balanced_accuracy'])} "
+            f"[{_number(metrics.get('cv_balanced_accuracy_low'))}, "
+            f"{_number(metrics.get('cv_balanced_accuracy_high'))}]"
+        )
+    if spec.get("metadata"):
+        lines.append(
+            "- Inputs: the image and, optionally, the patient's age, sex and anatomic site; "
+            "without them (image only): balanced accuracy "
+            f"{_number(metrics.get('balanced_accuracy_image_only'))}"
+        )
+    return lines
+
+
 def render_markdown(
     spec: Mapping[str, Any],
     metrics: Mapping[str, Any],
@@ -127,6 +146,7 @@ def render_markdown(
         f"## Metrics (on the {split} split, {metrics.get(f'n_{split}', '?')} images)",
         "",
         f"- Balanced accuracy: {_number(metrics.get('balanced_accuracy'))}",
+        *_estimate_lines(metrics, spec),
         f"- Macro AUC: {_number(metrics.get('macro_auc'))}",
         f"- ECE after calibration: {_number(metrics.get('ece'))} "
         f"(before: {_number(metrics.get('ece_uncalibrated'))}; temperature "

@@ -39,6 +39,8 @@ TORCHVISION_ARCHITECTURES = ("resnet50", "efficientnet_b0", "densenet121", "mobi
 class LesionClassifier(nn.Module):
     """``trunk`` (images -> feature maps) -> mean pool -> dropout -> ``head`` (a Linear)."""
 
+    metadata_unknown: torch.Tensor  # a buffer, registered by use_metadata()
+
     def __init__(
         self,
         architecture: str,
@@ -82,7 +84,9 @@ class LesionClassifier(nn.Module):
         if self.metadata_head is None:
             return None
         if metadata is None:
-            metadata = self.metadata_unknown.expand(rows, -1)
+            # (1, C), broadcast over the batch: expand(rows) would be traced (ONNX, TorchScript)
+            # with the example's batch size as a constant.
+            return self.metadata_head(self.metadata_unknown.float()).unsqueeze(0)
         return self.metadata_head(metadata.float())
 
     def stages(self) -> list[list[nn.Module]]:

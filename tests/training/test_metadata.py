@@ -145,3 +145,5 @@ def test_evaluate_scores_with_metadata_and_reports_image_only_and_cross_validate
     report = (tmp_path / evaluate.REPORT_FILE).read_text()
     assert "Test split and cross-validated estimate" in report
     assert "without the patient metadata" in report
+    card = (tmp_path / evaluate.MODEL_CARD_MARKDOWN).read_text()
+    assert "Cross-validated balanced accuracy" in card and "(image only)" in card
