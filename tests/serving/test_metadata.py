@@ -372,3 +372,32 @@ def test_batch_scoring_sends_each_image_with_its_metadata_row(
         csv.writer(handle).writerow(["ISIC_missing", "50", "male", "back"])
     with pytest.raises(BatchInputError, match=r"ISIC_missing"):
         score_folder(metadata_model, folder, output, "meta/1")
+
+
+def test_a_metadata_csv_is_checked_and_refused_on_the_transform_path(tmp_path: Path) -> None:
+    from skinlesion.batch import (
+        METADATA_FILE,
+        BatchInputError,
+        check_image_names,
+        read_metadata_csv,
+    )
+
+    with pytest.raises(BatchInputError, match=r"metadata.csv: .*local batch scoring only"):
+        check_image_names(["ISIC_1.jpg", METADATA_FILE], "s3://bucket/batch/")
+    names = ["ISIC_1.jpg", "sub/ISIC_2.jpg", "other/ISIC_2.jpg"]
+    path = tmp_path / METADATA_FILE
+    cases = {
+        "image,age_approx\nISIC_1,40\n": {"ISIC_1.jpg": {"age_approx": "40"}},
+        "image,anatom_site_general\nISIC_1,back\n": {"ISIC_1.jpg": {"anatom_site": "back"}},
+        "name,age_approx\nISIC_1,40\n": r"columns \['name', 'age_approx'\]; expected",
+        "image,sex\n,male\n": r"line 2 names no image",
+        "image,sex\nISIC_2,male\n": r"'ISIC_2', which matches 2 JPEG.*sub/ISIC_2.jpg",
+        "image,sex\nISIC_1,male\nISIC_1,female\n": r"line 3 names 'ISIC_1' a second time",
+    }
+    for text, expected in cases.items():
+        path.write_text(text)
+        if isinstance(expected, dict):
+            assert read_metadata_csv(path, names) == expected
+        else:
+            with pytest.raises(BatchInputError, match=expected):
+                read_metadata_csv(path, names)
