@@ -6,11 +6,19 @@ Both backends send each image, alone, to the inference app's ``POST /invocations
 called in-process; on SageMaker the transform job calls the container), and both turn each
 response into the same line: the image name, the class probabilities, the predicted class, the
 operating-point decision ``refer`` when the response carries it, and the model version.
+
+Patient metadata: locally, a ``metadata.csv`` at the top of the images folder (ISIC's columns:
+``image`` = the file's stem, ``age_approx``, ``sex``, ``anatom_site``, with the preprocess job's
+column aliases) sends each image that has a row as JSON with its ``metadata``; an image without
+a row goes alone, as ``image/jpeg``. The SageMaker transform path stays image-only (Batch
+Transform sends each S3 object as it is); a metadata.csv under its prefix is refused by name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import csv
 import json
 import logging
 import tempfile
@@ -22,6 +30,8 @@ log = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predictions.jsonl"
 IMAGE_CONTENT_TYPE = "image/jpeg"
+JSON_CONTENT_TYPE = "application/json"
+METADATA_FILE = "metadata.csv"  # beside the images (local batch scoring only)
 JPEG_SUFFIXES = (".jpg", ".jpeg")
 # Batch Transform writes the response to each input object as <output path>/<object name>.out.
 TRANSFORM_SUFFIX = ".out"
@@ -43,6 +53,12 @@ def check_image_names(names: Iterable[str], where: str) -> list[str]:
             f"No images under {where}: expected JPEG files ({', '.join(JPEG_SUFFIXES)})."
         )
     others = [n for n in found if not n.lower().endswith(JPEG_SUFFIXES)]
+    if METADATA_FILE in others:
+        raise BatchInputError(
+            f"{where} holds {METADATA_FILE}: patient metadata is read by local batch scoring only; "
+            "SageMaker Batch Transform sends each image alone (image-only). Move it out of the "
+            "input, or score locally (docs/sagemaker.md, Batch scoring)."
+        )
     if others:
         shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise BatchInputError(
@@ -58,7 +74,53 @@ def local_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise BatchInputError(f"Batch input {folder} is not a folder of JPEG images.")
     files = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    files.pop(METADATA_FILE, None)  # the images' patient metadata, read by read_metadata_csv
     return [files[name] for name in check_image_names(files, str(folder))]
+
+
+def read_metadata_csv(path: Path, names: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``image name -> {age_approx, sex, anatom_site}`` from ``path`` for the batch's ``names``.
+
+    ``image`` is the file's stem (ISIC's convention). A row naming no image of the batch, a row
+    without an image, an image named twice, or a file without an ``image`` column or any field
+    column is a ``BatchInputError``; values are checked by the serving app (a bad one is a 400
+    that names the image). Images without a row are sent without metadata.
+    """
+    from skinlesion.jobs.preprocess import METADATA_ALIASES
+
+    by_stem: dict[str, list[str]] = {}
+    for name in names:
+        by_stem.setdefault(Path(name).stem, []).append(name)
+    out: dict[str, dict[str, str]] = {}
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        found = {
+            field: next((c for c in aliases if c in columns), None)
+            for field, aliases in METADATA_ALIASES.items()
+        }
+        accepted = "a CSV with an image column (the file's stem) and any of " + ", ".join(
+            f"{k} ({' or '.join(v)})" for k, v in METADATA_ALIASES.items()
+        )
+        if "image" not in columns or not any(found.values()):
+            raise BatchInputError(f"{path} has the columns {columns}; expected {accepted}.")
+        for number, row in enumerate(reader, start=2):
+            stem = (row.get("image") or "").strip()
+            matches = by_stem.get(stem, [])
+            if len(matches) != 1:
+                what = "no image" if not stem else f"image {stem!r}"
+                problem = "matches no" if not matches else f"matches {len(matches)}"
+                raise BatchInputError(
+                    f"{path} line {number} names {what}, which {problem} JPEG of the batch "
+                    f"({', '.join(matches) or 'none'}); each row names one image by its stem."
+                )
+            if matches[0] in out:
+                raise BatchInputError(f"{path} line {number} names {stem!r} a second time.")
+            out[matches[0]] = {
+                field: (row.get(column) or "").strip() for field, column in found.items() if column
+            }
+    log.info("Read patient metadata for %d images from %s", len(out), path)
+    return out
 
 
 def prediction_line(image: str, response: Mapping[str, Any], model_version: str) -> dict[str, Any]:
@@ -70,6 +132,13 @@ def prediction_line(image: str, response: Mapping[str, Any], model_version: str)
             "prediction (one image per request)."
         )
     prediction = predictions[0]
+    if prediction.get("assessable") is False:  # refused (blank, saturated, unlike training)
+        return {
+            "image": image,
+            "assessable": False,
+            "reason": prediction.get("reason", ""),
+            "model_version": model_version,
+        }
     line: dict[str, Any] = {
         "image": image,
         "probabilities": prediction["probabilities"],
@@ -78,6 +147,8 @@ def prediction_line(image: str, response: Mapping[str, Any], model_version: str)
     }
     if "refer" in prediction:  # the operating-point decision, when the endpoint makes one
         line["refer"] = prediction["refer"]
+    if "metadata_used" in prediction:  # whether patient metadata shaped this answer
+        line["metadata_used"] = prediction["metadata_used"]
     return line
 
 
@@ -92,7 +163,17 @@ def write_lines(lines: Iterable[Mapping[str, Any]], path: Path) -> int:
     return count
 
 
-async def _invoke(app: Any, body: bytes) -> tuple[int, bytes]:
+def request_body(image: bytes, metadata: Mapping[str, str] | None) -> tuple[bytes, str]:
+    """The body and content type for one image: the JPEG alone, or JSON with its metadata."""
+    if metadata is None:
+        return image, IMAGE_CONTENT_TYPE
+    document = {"image": base64.b64encode(image).decode("ascii"), "metadata": dict(metadata)}
+    return json.dumps(document).encode(), JSON_CONTENT_TYPE
+
+
+async def _invoke(
+    app: Any, body: bytes, content_type: str = IMAGE_CONTENT_TYPE
+) -> tuple[int, bytes]:
     """One ``POST /invocations`` through the ASGI app, as Batch Transform sends it."""
     scope = {
         "type": "http",
@@ -100,7 +181,7 @@ async def _invoke(app: Any, body: bytes) -> tuple[int, bytes]:
         "path": "/invocations",
         "query_string": b"",
         "headers": [
-            (b"content-type", IMAGE_CONTENT_TYPE.encode()),
+            (b"content-type", content_type.encode()),
             (b"accept", b"application/json"),
             (b"content-length", str(len(body)).encode()),
         ],
@@ -133,6 +214,9 @@ def score_folder(model_uri: Path, images: Path, output: Path, model_version: str
     from skinlesion.serving.settings import ServingSettings
 
     files = local_images(images)
+    names = [path.relative_to(images).as_posix() for path in files]
+    metadata_csv = images / METADATA_FILE
+    metadata = read_metadata_csv(metadata_csv, names) if metadata_csv.is_file() else {}
     with tempfile.TemporaryDirectory(prefix="skinlesion-batch-") as scratch:
         from skinlesion.artifacts import resolve_model_dir
 
@@ -146,9 +230,9 @@ def score_folder(model_uri: Path, images: Path, output: Path, model_version: str
             if not app.wait_ready():
                 raise BatchScoringError(f"The model at {model_uri} did not load: {app.load_error}")
             lines = []
-            for path in files:
-                name = path.relative_to(images).as_posix()
-                status, body = asyncio.run(_invoke(app, path.read_bytes()))
+            for path, name in zip(files, names, strict=True):
+                request, content_type = request_body(path.read_bytes(), metadata.get(name))
+                status, body = asyncio.run(_invoke(app, request, content_type))
                 if status != 200:
                     raise BatchScoringError(
                         f"The serving app answered {status} for {name}: {body.decode()[:500]}"

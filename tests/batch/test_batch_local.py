@@ -64,7 +64,9 @@ def test_the_batch_pipeline_scores_each_image_as_the_endpoint_would(
     classes = list(predictor.spec.classes)
     limits = ImageLimits(16, 36_000_000, 20_000)
     for line in lines:
-        assert set(line) <= {"image", "probabilities", "predicted_class", "model_version", "refer"}
+        assert set(line) <= {
+            "image", "probabilities", "predicted_class", "model_version", "refer", "metadata_used"
+        }  # fmt: skip
         assert line["model_version"] == version.arn
         assert list(line["probabilities"]) == classes
         assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)

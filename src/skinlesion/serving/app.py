@@ -26,16 +26,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from skinlesion import patient
 from skinlesion.capture import VARIANT_HEADER
 from skinlesion.serving.requests import (
+    ACCEPTED_ATTRIBUTES,
+    CUSTOM_ATTRIBUTES_HEADER,
     RESPONSE_TYPE,
     ImageLimits,
+    ParsedRequest,
     RequestError,
     check_accept,
     check_content_type,
     decode_image,
     parse_explain,
-    split_images,
+    parse_request,
 )
 from skinlesion.serving.runtime import split_output
 from skinlesion.serving.settings import ServingSettings
@@ -72,6 +76,11 @@ class LoadedModel:
     generated_data: bool = False  # trained on generated images (model.json's generated_data)
     operating_point: OperatingPoint | None = None  # the referral rule, when the bundle has one
     ood_threshold: float | None = None  # refuse above this OOD score, when the bundle has one
+
+    @property
+    def reads_metadata(self) -> bool:
+        """Whether the network has a patient-metadata term (``ModelSpec.metadata``)."""
+        return self.predictor.model.metadata_head is not None
 
 
 def load_model(settings: ServingSettings) -> LoadedModel:
@@ -272,6 +281,18 @@ class ServingApp:
             "classes": list(model.classes),
             "explain": model.gradcam is not None,
             "generated_data": model.generated_data,
+            # Patient metadata: read when the network has the term; accepted (and ignored,
+            # metadata_used false) otherwise.
+            "reads_metadata": model.reads_metadata,
+            "metadata_fields": {
+                "age_approx": f"a number from 0 to {patient.MAX_AGE:g}",
+                "sex": list(patient.SEXES),
+                "anatom_site": list(patient.SITES),
+            },
+            "metadata_accepted": {
+                "json": patient.ACCEPTED,
+                "custom_attributes": ACCEPTED_ATTRIBUTES,
+            },
         }
         await _send(send, 200, json.dumps(info).encode())
 
@@ -304,7 +325,8 @@ class ServingApp:
                 400, "Explanations are turned off on this endpoint.", "no explain parameter"
             )
         body = await _read_body(receive, self.settings.max_body_bytes)
-        encoded = split_images(body, kind, self.limits)
+        parsed = parse_request(body, kind, self.limits, headers.get(CUSTOM_ATTRIBUTES_HEADER))
+        encoded = parsed.images
 
         loop = asyncio.get_running_loop()
         with model.batcher.expect():
@@ -312,9 +334,13 @@ class ServingApp:
                 self._decoder, self._decode_all, encoded, model
             )
         probabilities, ood_scores = split_output(await model.batcher.predict(arrays))
+        probabilities, used = _with_metadata(probabilities, parsed, model)
         predictions = _predictions(probabilities, ood_scores, problems, model)
+        _describe_metadata(predictions, parsed, used, model)
         assessable = [i for i, p in enumerate(predictions) if p["assessable"]]
         if explain and assessable:
+            # The top class after the metadata term; the term is constant per image, so the
+            # image-only network's gradient for that class is its Grad-CAM (docs/serving.md).
             tops = [int(probabilities[i].argmax()) for i in assessable]
             maps = await loop.run_in_executor(
                 self._explainer, self._explain, arrays[assessable], tops, model
@@ -374,6 +400,65 @@ class ServingApp:
             }
             for heatmap, top in zip(maps, tops, strict=True)
         ]
+
+
+def _with_metadata(
+    probabilities: np.ndarray, parsed: ParsedRequest, model: LoadedModel
+) -> tuple[np.ndarray, list[bool]]:
+    """The probabilities with the patient-metadata term applied, and per image whether it was.
+
+    The runtimes compute the image-only network (an unknown patient); ``patient.adjust`` adds
+    the metadata offsets exactly. Only images with at least one known field change; the others,
+    and every image of a model without the term, keep the runtime's probabilities unchanged.
+    """
+    count = len(probabilities)
+    rows = parsed.metadata_rows()
+    if rows is None or not model.reads_metadata:
+        return probabilities, [False] * count
+    known = np.any(rows != patient.unknown_vector(), axis=1)
+    if not known.any():
+        return probabilities, [False] * count
+    out = np.array(probabilities, dtype=np.float32, copy=True)
+    offsets = model.predictor.metadata_offsets(rows[known])
+    out[known] = patient.adjust(out[known], offsets, float(model.predictor.spec.temperature))
+    return out, [bool(k) for k in known]
+
+
+def _describe_metadata(
+    predictions: list[dict[str, Any]],
+    parsed: ParsedRequest,
+    used: list[bool],
+    model: LoadedModel,
+) -> None:
+    """Say per image whether patient metadata shaped the answer, and echo what was read.
+
+    The echo keeps the metadata in data capture's output record too, where SageMaker's capture
+    does not keep the CustomAttributes header of an image body.
+    """
+    for prediction, fields, applied in zip(predictions, parsed.metadata, used, strict=True):
+        prediction["metadata_used"] = applied and prediction["assessable"]
+        read = _known_fields(fields)
+        if read:
+            prediction["metadata"] = read
+            if not model.reads_metadata:
+                prediction["note"] = (
+                    "This model does not read patient metadata; the answer is from the image alone."
+                )
+
+
+def _known_fields(fields: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields of one image's (already checked) metadata that are known, normalised."""
+    vector = patient.encode(fields)
+    read: dict[str, Any] = {}
+    if not vector[1]:
+        read["age_approx"] = float(fields["age_approx"])  # type: ignore[index]
+    sex = vector[2 : 2 + len(patient.SEXES)]
+    if sex.any():
+        read["sex"] = patient.SEXES[int(sex.argmax())]
+    site = vector[2 + len(patient.SEXES) :]
+    if site.any():
+        read["anatom_site"] = patient.SITES[int(site.argmax())]
+    return read
 
 
 def _predictions(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from skinlesion import patient
 from skinlesion.data.images import prepare_image
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,25 @@ IMAGE_FORMATS = ("JPEG", "PNG")
 
 ACCEPTED_CONTENT = (
     "Content-Type image/jpeg, image/png or application/x-image with one JPEG or PNG image as the "
-    'body, or application/json with {"image": "<base64>"} or '
-    '{"instances": [{"b64": "<base64>"}, ...]}'
+    'body, or application/json with {"image": "<base64>", "metadata": {...}} or '
+    '{"instances": [{"b64": "<base64>", "metadata": {...}}, ...]} ("metadata" optional: '
+    f"{patient.ACCEPTED})"
+)
+# SageMaker's InvokeEndpoint forwards its CustomAttributes parameter verbatim to the container as
+# this request header, "no more than 1024 visible US-ASCII characters" (the InvokeEndpoint API
+# reference, docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html;
+# aws/sagemaker-tensorflow-serving-container's README posts it straight to /invocations the same
+# way). The key=value;key=value format inside it is this project's own.
+CUSTOM_ATTRIBUTES_HEADER = "x-amzn-sagemaker-custom-attributes"
+CUSTOM_ATTRIBUTES_LIMIT = 1024
+ACCEPTED_ATTRIBUTES = (
+    f"the {CUSTOM_ATTRIBUTES_HEADER} header (InvokeEndpoint's CustomAttributes) with an image "
+    "body: at most 1024 visible US-ASCII characters, key=value pairs separated by ';', keys "
+    f"{', '.join(patient.FIELDS)}, each at most once, e.g. "
+    f"'age_approx=55;sex=male;anatom_site=back' (age_approx a number from 0 to "
+    f"{patient.MAX_AGE:g}, sex one of {', '.join(patient.SEXES)}, anatom_site one of "
+    f'{", ".join(patient.SITES)}; "unknown" or leaving a key out means unknown); with a JSON '
+    'body put "metadata" in the body instead'
 )
 ACCEPTED_ACCEPT = f"Accept {RESPONSE_TYPE} (or */*, application/*, or no Accept header)"
 
@@ -119,19 +137,55 @@ def parse_explain(query_string: bytes) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ParsedRequest:
+    """A request's encoded images and, per image, its patient metadata (None: none sent)."""
+
+    images: list[bytes]
+    metadata: list[dict[str, Any] | None]
+
+    def metadata_rows(self) -> np.ndarray | None:
+        """(N, patient.FEATURES) for the images, or None when no image came with metadata.
+
+        Values were already checked by :func:`parse_request`, so this does not raise.
+        """
+        return patient.parse_request(self.metadata, len(self.images))
+
+
 def split_images(body: bytes, kind: str, limits: ImageLimits) -> list[bytes]:
     """The encoded images in a request body of media type ``kind`` (already checked)."""
+    return parse_request(body, kind, limits).images
+
+
+def parse_request(
+    body: bytes, kind: str, limits: ImageLimits, custom_attributes: str | None = None
+) -> ParsedRequest:
+    """The images of a request body of media type ``kind`` and each one's patient metadata.
+
+    JSON bodies carry metadata in the body; an image body in ``custom_attributes`` (the
+    CustomAttributes header). Every metadata value is checked here, so a bad one is a 400 that
+    names the image, before any image is decoded.
+    """
     if not body:
         raise RequestError(400, "The request body is empty.", ACCEPTED_CONTENT)
+    attributes = (custom_attributes or "").strip()
     if kind != JSON_TYPE:
-        return [body]
+        metadata: list[dict[str, Any] | None] = [parse_custom_attributes(attributes) or None]
+        _check_metadata(metadata, 1, ACCEPTED_ATTRIBUTES)
+        return ParsedRequest([body], metadata)
+    if attributes:
+        raise RequestError(
+            400,
+            f"The {CUSTOM_ATTRIBUTES_HEADER} header ({attributes[:100]!r}) came with a JSON body.",
+            ACCEPTED_ATTRIBUTES,
+        )
     try:
         document = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise RequestError(
             400, f"The body is not valid JSON ({error}).", ACCEPTED_CONTENT
         ) from None
-    encoded = _encoded_images(document)
+    encoded, metadata = _encoded_images(document)
     if not encoded:
         raise RequestError(400, "The JSON body holds no image.", ACCEPTED_CONTENT)
     if len(encoded) > limits.max_images:
@@ -140,15 +194,17 @@ def split_images(body: bytes, kind: str, limits: ImageLimits) -> list[bytes]:
             f"The request holds {len(encoded)} images.",
             f"at most {limits.max_images} images per request; send the rest in more requests",
         )
-    return [_b64decode(text, index) for index, text in enumerate(encoded)]
+    _check_metadata(metadata, len(encoded), patient.ACCEPTED)
+    return ParsedRequest([_b64decode(text, index) for index, text in enumerate(encoded)], metadata)
 
 
-def _encoded_images(document: Any) -> list[str]:
+def _encoded_images(document: Any) -> tuple[list[str], list[Any]]:
+    """The base64 texts and, per image, its ``metadata`` value as sent (None when absent)."""
     if isinstance(document, dict) and "instances" in document:
         instances = document["instances"]
         if not isinstance(instances, list):
             raise RequestError(400, '"instances" must be a list.', ACCEPTED_CONTENT)
-        encoded = []
+        encoded, metadata = [], []
         for index, item in enumerate(instances):
             if not (isinstance(item, dict) and isinstance(item.get("b64"), str)):
                 raise RequestError(
@@ -157,12 +213,69 @@ def _encoded_images(document: Any) -> list[str]:
                     ACCEPTED_CONTENT,
                 )
             encoded.append(item["b64"])
-        return encoded
+            metadata.append(item.get("metadata"))
+        return encoded, metadata
     if isinstance(document, dict) and "image" in document:
         if not isinstance(document["image"], str):
             raise RequestError(400, '"image" must be a base64 string.', ACCEPTED_CONTENT)
-        return [document["image"]]
+        return [document["image"]], [document.get("metadata")]
     raise RequestError(400, 'The JSON body has neither "instances" nor "image".', ACCEPTED_CONTENT)
+
+
+def _check_metadata(metadata: list[Any], count: int, accepted: str) -> None:
+    """Raise a 400 naming the image whose metadata is not what the network was trained on."""
+    try:
+        patient.parse_request(metadata, count)
+    except patient.MetadataError as error:
+        # patient's message ends with its own "Accepted: ..."; the answer carries that apart.
+        what = str(error).split(" Accepted: ", 1)[0]
+        raise RequestError(400, what, accepted) from None
+
+
+def parse_custom_attributes(header: str | None) -> dict[str, str]:
+    """``age_approx=55;sex=male;anatom_site=back`` -> the fields (empty when the header is).
+
+    Keys other than ``patient.FIELDS``, a pair without ``=``, a key given twice, or a header
+    over SageMaker's 1024 visible ASCII characters are a 400: nothing is dropped silently.
+    """
+    text = (header or "").strip()
+    if not text:
+        return {}
+    if len(text) > CUSTOM_ATTRIBUTES_LIMIT:
+        raise RequestError(
+            400,
+            f"The {CUSTOM_ATTRIBUTES_HEADER} header is {len(text)} characters.",
+            ACCEPTED_ATTRIBUTES,
+        )
+    odd = sorted({c for c in text if not (" " <= c <= "~" or c == "\t")})
+    if odd:
+        raise RequestError(
+            400,
+            f"The {CUSTOM_ATTRIBUTES_HEADER} header holds characters other than visible US-ASCII "
+            f"({''.join(odd)[:20]!r}).",
+            ACCEPTED_ATTRIBUTES,
+        )
+    fields: dict[str, str] = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue  # a trailing ';'
+        key, equals, value = part.partition("=")
+        key = key.strip().lower()
+        if not equals or key not in patient.FIELDS:
+            raise RequestError(
+                400,
+                f"The {CUSTOM_ATTRIBUTES_HEADER} header holds {part.strip()[:100]!r}, not one of "
+                "this endpoint's key=value pairs.",
+                ACCEPTED_ATTRIBUTES,
+            )
+        if key in fields:
+            raise RequestError(
+                400,
+                f"The {CUSTOM_ATTRIBUTES_HEADER} header gives {key} twice.",
+                ACCEPTED_ATTRIBUTES,
+            )
+        fields[key] = value.strip()
+    return fields
 
 
 def _b64decode(text: str, index: int) -> bytes:
