@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from skinlesion.config import ConfigError, TrainConfig
+from skinlesion.data.store import read_split_metadata
 from skinlesion.logs import configure_logging
 
 log = logging.getLogger("skinlesion.demo")
@@ -129,19 +130,28 @@ def git_commit() -> str:
 REFUSED = "refused: "  # what classify_over_http answers in place of a class for a refusal
 
 
-def classify_over_http(url: str, images: list[tuple[Path, str]]) -> list[tuple[str, str, float]]:
+def classify_over_http(
+    url: str,
+    images: list[tuple[Path, str]],
+    metadata: dict[str, dict[str, str]] | None = None,
+) -> list[tuple[str, str, float]]:
     """POST each JPEG to /invocations; return (image, predicted class, probability).
 
+    ``metadata`` (image id -> age_approx/sex/anatom_site) goes along in SageMaker's custom
+    attributes header, as a client of the real endpoint would send it (docs/serving.md).
     An image the endpoint refuses (``assessable: false``) comes back as (image, REFUSED + its
     reason, NaN): it counts as not right, and the reason is shown.
     """
+    from skinlesion.serving.requests import CUSTOM_ATTRIBUTES_HEADER
+
     results = []
     for path, _truth in images:
+        headers = {"Content-Type": "image/jpeg", "Accept": "application/json"}
+        known = {k: v for k, v in (metadata or {}).get(path.stem, {}).items() if v}
+        if known:
+            headers[CUSTOM_ATTRIBUTES_HEADER] = ";".join(f"{k}={v}" for k, v in known.items())
         request = urllib.request.Request(
-            f"{url}/invocations",
-            data=path.read_bytes(),
-            headers={"Content-Type": "image/jpeg", "Accept": "application/json"},
-            method="POST",
+            f"{url}/invocations", data=path.read_bytes(), headers=headers, method="POST"
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             body = json.loads(response.read())
@@ -301,6 +311,19 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n=== skinlesion demo ===")
     print(f"balanced accuracy (test split): {metrics['balanced_accuracy']:.4f}")
+    mel = metrics.get("sensitivity_MEL")
+    print(f"melanoma sensitivity (test):    {'n/a' if mel is None else f'{mel:.4f}'}")
+    if "cv_balanced_accuracy" in metrics:
+        print(
+            f"cross-validated (held-out):     {metrics['cv_balanced_accuracy']:.4f} "
+            f"[{metrics['cv_balanced_accuracy_low']:.4f}, "
+            f"{metrics['cv_balanced_accuracy_high']:.4f}] (report: 'cross-validated estimate')"
+        )
+    if "balanced_accuracy_image_only" in metrics:
+        print(
+            f"without patient metadata:       {metrics['balanced_accuracy_image_only']:.4f} "
+            "(image only, test split)"
+        )
     for name, seconds in stage_times(run_dir).items():
         print(f"  stage {name:<12} {seconds:7.1f} s")
     print(f"report:          {report}")
@@ -314,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
         endpoint = backend.describe_endpoint("skinlesion-demo")
         try:
             images = held_out_images(dataset_dir, data_dir, args.classify)
-            results = classify_over_http(endpoint.url, images)
+            results = classify_over_http(
+                endpoint.url, images, read_split_metadata(dataset_dir, "test")
+            )
             correct = sum(
                 pred == truth for (_, truth), (_, pred, _) in zip(images, results, strict=True)
             )
