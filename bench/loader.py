@@ -60,7 +60,7 @@ def loader_rate(folder: Path, batch_size: int, workers: int, *, augment_size: in
     sampler.set_epoch(1)
     seen = 0
     started = time.perf_counter()
-    for images, labels in loader:
+    for images, labels, _metadata in loader:
         if augment is not None:
             augment(to_unit_float(images)).sum()
         else:
@@ -107,7 +107,7 @@ def reference_rate(paths: list[Path], size: int, batch_size: int, architecture: 
     )
     seen = 0
     started = time.perf_counter()
-    for images, _labels in loader:
+    for images, _labels, _metadata in loader:
         seen += len(images)
     return seen / (time.perf_counter() - started)
 
