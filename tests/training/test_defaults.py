@@ -75,6 +75,7 @@ def test_the_demo_recipes_load_with_their_values() -> None:
         learning_rate=0.002,
         freeze_stages=4,
         balancing="logit_adjust",
+        metadata=True,
     )
     assert set(demo.pipeline_train_settings()) == TRAIN_FIELDS & set(train.component_spec.inputs)
 
