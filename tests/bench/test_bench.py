@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from bench import gpu_train, loader, preprocess, results, stages, train_step
+from bench import loader, preprocess, results, stages, train_step
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,48 +163,3 @@ def test_loader_benchmark_reads_every_row_once(tmp_path: Path) -> None:
     assert rate > 0
     with_augment = loader.loader_rate(tmp_path, 8, 0, augment_size=16)
     assert with_augment > 0
-
-
-@pytest.mark.slow
-def test_gpu_script_runs_end_to_end_on_cpu(tmp_path: Path) -> None:
-    """bench/gpu.sh as the GPU machine runs it (here on CPU, tiny), so it cannot fail there for
-    a silly reason."""
-    env = os.environ | {"PYTHON": sys.executable, "OUT": str(tmp_path / "out")}
-    result = subprocess.run(
-        [
-            str(REPO_ROOT / "bench" / "gpu.sh"),
-            *[
-                "--device",
-                "cpu",
-                "--architectures",
-                "mobilenet_v2",
-                "--steps",
-                "1",
-                "--warmup",
-                "1",
-            ],
-            *[
-                "--batch-size",
-                "2",
-                "--image-size",
-                "32",
-                "--images",
-                "8",
-                "--epochs",
-                "1",
-                "--workers",
-                "1",
-            ],
-            *["--results-dir", str(tmp_path / "results")],
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "| mobilenet_v2 | 2 |" in result.stdout
-    record = json.loads((tmp_path / "out" / f"{gpu_train.NAME}.jsonl").read_text())
-    (row,) = record["rows"]
-    assert row["amp_real_loader_images_per_s"] > 0 and row["loader_alone_images_per_s"] > 0

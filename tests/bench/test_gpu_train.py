@@ -163,7 +163,9 @@ def test_gpu_script_times_the_recipe_from_random_weights_after_the_step_rates(
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.loads((tmp_path / "out" / f"{gpu_train.NAME}.jsonl").read_text())
     steps, recipe = record["rows"]
+    assert "| mobilenet_v2 | 2 |" in result.stdout
     assert steps["part"] == "step_rates" and steps["amp_real_loader_images_per_s"] > 0
+    assert steps["loader_alone_images_per_s"] > 0
     assert recipe["part"] == "recipe_epoch" and recipe["pretrained"] == "none"
     assert recipe["train_images_per_s"] > 0 and recipe["epoch_s"] > 0
     assert "random initial weights" in result.stderr
