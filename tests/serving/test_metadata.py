@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from tests.serving.conftest import RunningServer, png_bytes, start_server, stop_server
-from tests.training.test_metadata import CLASS_SITE, write_metadata_only_dataset
+from tests.training.test_metadata import CLASS_SITE, fit_metadata_only
 
 from skinlesion import patient
 from skinlesion.capture import iter_capture_records
@@ -58,27 +58,9 @@ def metadata_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with the site "back" (MEL's) and without metadata: only the metadata-aware score refers it.
     """
     from skinlesion.clinical import OperatingPoint
-    from skinlesion.config import TrainConfig
     from skinlesion.models import save_model
-    from skinlesion.training.loop import fit
 
-    dataset = write_metadata_only_dataset(
-        tmp_path_factory.mktemp("meta-dataset"), {"train": 16, "val": 6, "test": 4}
-    )
-    config = TrainConfig(
-        architecture="efficientnet_lite0",
-        pretrained="imagenet",
-        epochs=6,
-        batch_size=32,
-        learning_rate=0.003,
-        image_size=SIZE,
-        freeze_stages=8,  # every trunk stage: the images hold no signal here
-        metadata=True,
-        deterministic=True,
-        balancing="none",
-        patience=0,
-    )
-    result = fit(config, dataset)
+    _, result = fit_metadata_only(tmp_path_factory)
     spec = replace(result.spec, temperature=TEMPERATURE, version="meta/1")
     folder = tmp_path_factory.mktemp("meta-model") / "model"
     predictor = Predictor.load(save_model(result.model, spec, folder), precision="fp32")

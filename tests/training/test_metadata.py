@@ -13,7 +13,7 @@ from skinlesion.config import ConfigError, TrainConfig
 from skinlesion.data.store import MANIFEST, SplitArrays, write_split, write_split_metadata
 from skinlesion.labels import CLASSES
 from skinlesion.models import Predictor, load_model, save_model
-from skinlesion.training.loop import fit
+from skinlesion.training.loop import TrainResult, fit
 
 # One site per class: the only signal in this dataset.
 CLASS_SITE = ("back", "face", "foot", "scalp", "hand", "neck", "ear", "acral")
@@ -44,8 +44,8 @@ def write_metadata_only_dataset(path: Path, per_split: dict[str, int]) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def fit_metadata_only(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TrainResult]:
+    """The dataset above (32 px) and a network fitted on it with the metadata term, in seconds."""
     dataset = write_metadata_only_dataset(
         tmp_path_factory.mktemp("meta-dataset"), {"train": 16, "val": 6, "test": 4}
     )
@@ -62,7 +62,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         balancing="none",
         patience=0,
     )
-    result = fit(config, dataset)
+    return dataset, fit(config, dataset)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    dataset, result = fit_metadata_only(tmp_path_factory)
     model_dir = save_model(result.model, result.spec, tmp_path_factory.mktemp("meta-model"))
     return dataset, model_dir
 
