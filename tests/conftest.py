@@ -12,15 +12,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _private_state_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The local backend remembers its root in $XDG_STATE_HOME: keep the tests' out of $HOME."""
-    previous = os.environ.get("XDG_STATE_HOME")
-    os.environ["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("xdg-state"))
+def _private_state_folders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep what the code remembers between runs inside the test session's temp folder.
+
+    The local backend keeps its root in $XDG_STATE_HOME (else under $HOME), and the ONNX runtime
+    caches exported graphs in $SKINLESION_ONNX_CACHE (else the system temp dir, where a full run
+    of the suite used to leave over a gigabyte). Subprocesses inherit both.
+    """
+    folders = {"XDG_STATE_HOME": "xdg-state", "SKINLESION_ONNX_CACHE": "onnx-cache"}
+    previous = {name: os.environ.get(name) for name in folders}
+    for name, folder in folders.items():
+        os.environ[name] = str(tmp_path_factory.mktemp(folder))
     yield
-    if previous is None:
-        os.environ.pop("XDG_STATE_HOME", None)
-    else:
-        os.environ["XDG_STATE_HOME"] = previous
+    for name, value in previous.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

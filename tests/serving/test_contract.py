@@ -278,3 +278,21 @@ def test_a_worker_accepts_connections_only_once_loaded(packed_serving_model: Pat
         release.set()
         server.should_exit = True
         thread.join(30)
+
+
+def test_loading_a_packed_model_leaves_nothing_in_the_temp_dir(
+    packed_serving_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The archive is unpacked to a scratch folder that goes once the weights are in memory."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    settings = ServingSettings(
+        model_dir=packed_serving_model, threads=1, explain=False, runtime="torch"
+    )
+    model = load_model(settings)
+    try:
+        assert model.classes == tuple(CLASSES)
+        assert sorted(path.name for path in tmp_path.iterdir()) == []
+    finally:
+        model.batcher.stop()

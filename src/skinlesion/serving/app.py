@@ -93,9 +93,11 @@ def load_model(settings: ServingSettings) -> LoadedModel:
     from skinlesion.serving.runtime import build_runtime
 
     started = time.perf_counter()
-    scratch = Path(tempfile.mkdtemp(prefix="skinlesion-serve-"))
-    model_dir = resolve_model_dir(settings.model_dir, scratch)
-    predictor = Predictor.load(model_dir, device="cpu")
+    # The unpacked archive is only read here: the predictor holds weights, spec and OOD
+    # statistics in memory, so the scratch copy goes as soon as it is loaded.
+    with tempfile.TemporaryDirectory(prefix="skinlesion-serve-") as scratch:
+        model_dir = resolve_model_dir(settings.model_dir, Path(scratch))
+        predictor = Predictor.load(model_dir, device="cpu")
     name, runtime = build_runtime(predictor, settings.runtime, threads=settings.threads or 1)
     size = predictor.spec.image_size
     for batch in sorted({1, settings.max_batch_size}):
