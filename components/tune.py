@@ -21,6 +21,7 @@ def tune(
     label_smoothing: float,
     balancing: str,
     metadata: bool,
+    ema_decay: float,
     train_seed: int,
     instance_count: int,
     learning_rates: list,
@@ -49,6 +50,8 @@ def tune(
         balancing: weighted_loss, logit_adjust, sampler or none (docs/training.md).
         metadata: Feed the patient's age, sex and anatomic site to the network
             (skinlesion.patient; docs/training.md).
+        ema_decay: Weight averaging: the share of the average kept at each step (0: off, the
+            raw weights); validation scores and the model ships the average (docs/training.md).
         train_seed: Seed of the weights' initialisation, the batches and the augmentation (the
             split's seed is preprocess's).
         instance_count: Training instances per trial.
@@ -74,6 +77,7 @@ def tune(
             "label_smoothing": label_smoothing,
             "balancing": balancing,
             "metadata": metadata,
+            "ema_decay": ema_decay,
             "seed": train_seed,
             "instance_count": instance_count,
         },

@@ -93,6 +93,11 @@ class TrainConfig:
     # trains the image-only fallback that requests without metadata get.
     metadata: bool = False
     metadata_dropout: float = 0.2
+    # Weight averaging: an exponential moving average of the weights (BatchNorm statistics
+    # included), updated after every optimizer step, is what validation scores, selection keeps
+    # and the model ships. Each step keeps ema_decay of the average: it spans about
+    # 1 / (1 - ema_decay) steps. 0 turns it off (the raw weights of each epoch).
+    ema_decay: float = 0.0
     patience: int = 5
     # Early stopping reads an exponential moving average of validation balanced accuracy:
     # smoothed = s * smoothed + (1 - s) * this epoch's; 0 reads the raw per-epoch figure.
@@ -125,6 +130,11 @@ class TrainConfig:
         if not 0 <= self.metadata_dropout < 1:
             raise ConfigError(
                 f"Invalid metadata_dropout {self.metadata_dropout!r}: must be in [0, 1)."
+            )
+        if not (self.ema_decay == 0 or 0.5 <= self.ema_decay < 1):
+            raise ConfigError(
+                f"Invalid ema_decay {self.ema_decay!r}: 0 (off) or in [0.5, 1) (the share of "
+                "the average kept at each step; 0.99-0.9999 are usual)."
             )
         if self.label_smoothing >= 1:
             raise ConfigError(

@@ -93,7 +93,7 @@ def _recipe(tmp_path: Path, text: str) -> Path:
         (
             "train: {epochs: 2, epoch_count: 3}\nthreshold: 0.5",
             r"Unknown training settings \[.epoch_count.\] in .*Accepted: architecture, pretrained, "
-            r"epochs, batch_size, .*, tta, metadata, instance_count\.",
+            r"epochs, batch_size, .*, tta, metadata, ema_decay, instance_count\.",
         ),
         # A TrainConfig setting that the pipeline cannot pass to training is refused, not dropped.
         ("train: {patience: 3}\nthreshold: 0.5", r"Unknown training settings \['patience'\]"),

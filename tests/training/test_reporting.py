@@ -24,11 +24,13 @@ def test_every_metric_definition_reads_its_own_field() -> None:
         "val_loss": 0.6011,
         "val_accuracy": 0.8,
         "val_balanced_accuracy": 0.7421,
+        "val_balanced_accuracy_raw": 0.6904,  # with weight averaging (ema_decay)
         "lr": 1.5e-05,
         "images_per_sec": 153.24,
     }
     line = "2024-01-01 12:00:00,000 INFO skinlesion.training.loop: " + format_epoch_line(values)
     assert "epoch=3 train_loss=0.5123 val_loss=0.6011" in line
+    assert "val_balanced_accuracy=0.7421 val_balanced_accuracy_raw=0.6904" in line
     found = {}
     for definition in METRIC_DEFINITIONS:
         assert len(definition["Regex"]) <= 500  # SageMaker's limit
@@ -41,6 +43,7 @@ def test_every_metric_definition_reads_its_own_field() -> None:
         "validation:loss": 0.6011,
         "validation:accuracy": 0.8,
         "validation:balanced_accuracy": 0.7421,
+        "validation:balanced_accuracy_raw": 0.6904,
         "learning_rate": 1.5e-05,
         "train:images_per_sec": 153.2,
     }

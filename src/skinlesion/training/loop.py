@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from skinlesion.artifacts import ModelSpec
 from skinlesion.config import ConfigError, TrainConfig
@@ -307,12 +308,14 @@ def train_one_epoch(
     epochs: int = 0,
     log_progress: bool = False,
     metadata_dropout: float = 0.0,
+    ema: AveragedModel | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; the scheduler steps per batch. Returns loss, images, speed.
 
     ``progress``: a tqdm bar; ``log_progress``: periodic log lines with an ETA instead.
     ``metadata_dropout``: the share of images whose patient metadata is hidden (read as
-    unknown), drawn from torch's global generator (which checkpoints carry)."""
+    unknown), drawn from torch's global generator (which checkpoints carry).
+    ``ema``: a weight average of the unwrapped model, updated after every optimizer step."""
     from tqdm import tqdm
 
     model.train()
@@ -341,6 +344,8 @@ def train_one_epoch(
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(_unwrap(model))
         loss_sum += loss.detach().double() * len(labels)
         seen += len(labels)
         if progress:
@@ -363,6 +368,19 @@ def train_one_epoch(
         "images_per_sec": seen / seconds if seconds > 0 else 0.0,
         "lr": float(scheduler.get_last_lr()[0]),
     }
+
+
+def _unwrap(network: nn.Module) -> nn.Module:
+    """The module inside a DistributedDataParallel wrapper (itself otherwise)."""
+    if isinstance(network, nn.parallel.DistributedDataParallel):
+        return network.module
+    return network
+
+
+def make_ema(model: nn.Module, decay: float) -> AveragedModel:
+    """An exponential moving average of ``model``'s parameters and buffers (BatchNorm's running
+    statistics averaged with the weights they belong to); the first update copies the model."""
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _hide_metadata(metadata: torch.Tensor, share: float) -> torch.Tensor | None:
@@ -599,6 +617,12 @@ class TrainingRun:
     steps_per_epoch: int
     warmup_epochs: int  # epochs that end before the learning rate's peak
     generated_data: bool = False  # the dataset's manifest says its images were generated
+    ema: AveragedModel | None = None  # the weight average (config.ema_decay > 0)
+
+    @property
+    def scored(self) -> nn.Module:
+        """The weights validation scores and selection keeps: the average, or the model."""
+        return self.ema.module if self.ema is not None else self.model
 
     @property
     def generators(self) -> dict[str, torch.Generator]:
@@ -746,6 +770,7 @@ def build(
         steps_per_epoch=steps_per_epoch,
         warmup_epochs=warmup_epochs(schedule_peak_step(config, total_steps), steps_per_epoch),
         generated_data=bool(manifest.get("source", {}).get("generated", False)),
+        ema=make_ema(model, config.ema_decay) if config.ema_decay else None,
     )
 
 
@@ -780,6 +805,8 @@ def resume(run: TrainingRun, checkpoint_dir: Path) -> TrainState:
     run.scheduler.load_state_dict(checkpoint["scheduler"])
     run.scaler.load_state_dict(checkpoint["scaler"])
     run.sampler.load_state_dict(checkpoint["sampler"])
+    if run.ema is not None:  # the configs matched, so a run with an average saved one
+        run.ema.load_state_dict(checkpoint["ema"])
     state = TrainState(**checkpoint["train_state"])
     rng = checkpoint["rng"]
     if len(rng) == distributed.world_size:
@@ -824,16 +851,29 @@ def train_and_validate(run: TrainingRun, epoch: int, *, progress: bool = False) 
         epochs=config.epochs,
         log_progress=distributed.is_main,
         metadata_dropout=config.metadata_dropout if config.metadata else 0.0,
+        ema=run.ema,
     )
-    val_stats = evaluate(
-        run.network,
-        run.val_loader,
-        device=run.device,
-        dtype=run.dtype,
-        inputs=run.inputs,
-        num_classes=len(run.classes),
-        distributed=distributed,
-    )
+
+    def score(weights: nn.Module) -> dict[str, Any]:
+        return evaluate(
+            weights,
+            run.val_loader,
+            device=run.device,
+            dtype=run.dtype,
+            inputs=run.inputs,
+            num_classes=len(run.classes),
+            distributed=distributed,
+        )
+
+    val_stats = score(run.network)
+    if run.ema is not None:
+        # The average is what selection reads; the raw weights' figure stays on the line, so each
+        # epoch shows what averaging bought. The extra pass runs on a fork of torch's global
+        # generator (each loader iteration draws a base seed from it): the training run itself,
+        # dropout and metadata masks included, is exactly the one without averaging.
+        with torch.random.fork_rng(devices=[]):
+            averaged = score(run.scored)
+        val_stats = averaged | {"val_balanced_accuracy_raw": val_stats["val_balanced_accuracy"]}
     # Over all ranks: the loss of every image seen, the speed of the whole job.
     loss_sum, images, speed = distributed.sum(
         torch.tensor(
@@ -859,12 +899,12 @@ def end_epoch(
     state.epoch = epoch
     state.global_step += run.steps_per_epoch
     state.history.append(record)
-    # Selection reads the raw figure (these are the weights of that epoch); stopping, a
-    # judgement about the trend, reads the smoothed one.
+    # Selection reads the epoch's own figure (of the weights it keeps: the average's when
+    # config.ema_decay is set); stopping, a judgement about the trend, reads the smoothed one.
     metric = record["val_balanced_accuracy"]
     if metric > state.best_metric:
         state.best_metric, state.best_epoch = metric, epoch
-        state.best_model = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        state.best_model = {k: v.detach().cpu().clone() for k, v in run.scored.state_dict().items()}
     if distributed.is_main:
         log.info("%s", format_epoch_line(record))
     verdict = early_stopping(
@@ -898,6 +938,7 @@ def end_epoch(
                 "scheduler": run.scheduler.state_dict(),
                 "scaler": run.scaler.state_dict(),
                 "sampler": run.sampler.state_dict(),
+                **({"ema": run.ema.state_dict()} if run.ema is not None else {}),
                 "train_state": vars(state),
                 "rng": rng_states,
             },

@@ -17,6 +17,9 @@ EPOCH_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("val_loss", "validation:loss", ".4f"),
     ("val_accuracy", "validation:accuracy", ".4f"),
     ("val_balanced_accuracy", "validation:balanced_accuracy", ".4f"),
+    # With weight averaging (ema_decay), the line's val_* figures are the average's; this one
+    # is the raw weights' of the same epoch.
+    ("val_balanced_accuracy_raw", "validation:balanced_accuracy_raw", ".4f"),
     ("lr", "learning_rate", ".6g"),
     ("images_per_sec", "train:images_per_sec", ".1f"),
 )
