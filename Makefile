@@ -32,7 +32,10 @@ $(STAMP): pyproject.toml
 	@echo "Installing the project and its tools into $(VENV) (a few minutes the first time; log: $(VENV)/install.log)"
 	@$(PYTHON) -m venv $(VENV)
 	@{ $(BIN)/pip install --upgrade pip && $(BIN)/pip install -e '.[dev]'; } > $(VENV)/install.log 2>&1 \
-		|| { tail -n 30 $(VENV)/install.log; echo "pip failed: see $(VENV)/install.log" >&2; exit 1; }
+		|| { tail -n 30 $(VENV)/install.log; echo "pip failed: see $(VENV)/install.log" >&2; \
+			if grep -q "No space left on device" $(VENV)/install.log; then \
+				echo "pip ran out of disk space: the venv takes about 7 GB (on x86_64, torch's CUDA build and its libraries), and pip unpacks in TMPDIR (now $${TMPDIR:-/tmp}) first. Free: $$(df -h --output=avail $(VENV) | tail -n 1 | tr -d ' ') where $(VENV) lives, $$(df -h --output=avail $${TMPDIR:-/tmp} | tail -n 1 | tr -d ' ') in TMPDIR." >&2; \
+			fi; exit 1; }
 	@touch $@
 
 venv: $(STAMP) ## Create .venv and install the project with every extra
