@@ -76,6 +76,7 @@ def test_the_demo_recipes_load_with_their_values() -> None:
         freeze_stages=4,
         balancing="logit_adjust",
         metadata=True,
+        ema_decay=0.995,
     )
     assert set(demo.pipeline_train_settings()) == TRAIN_FIELDS & set(train.component_spec.inputs)
 
