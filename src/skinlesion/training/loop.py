@@ -308,14 +308,14 @@ def train_one_epoch(
     epochs: int = 0,
     log_progress: bool = False,
     metadata_dropout: float = 0.0,
-    ema: AveragedModel | None = None,
+    ema: tuple[AveragedModel, nn.Module] | None = None,
 ) -> dict[str, float]:
     """One pass over ``loader``; the scheduler steps per batch. Returns loss, images, speed.
 
     ``progress``: a tqdm bar; ``log_progress``: periodic log lines with an ETA instead.
     ``metadata_dropout``: the share of images whose patient metadata is hidden (read as
     unknown), drawn from torch's global generator (which checkpoints carry).
-    ``ema``: a weight average of the unwrapped model, updated after every optimizer step."""
+    ``ema``: a weight average and the unwrapped model it averages, updated after every step."""
     from tqdm import tqdm
 
     model.train()
@@ -345,7 +345,7 @@ def train_one_epoch(
         scaler.update()
         scheduler.step()
         if ema is not None:
-            ema.update_parameters(_unwrap(model))
+            ema[0].update_parameters(ema[1])
         loss_sum += loss.detach().double() * len(labels)
         seen += len(labels)
         if progress:
@@ -368,13 +368,6 @@ def train_one_epoch(
         "images_per_sec": seen / seconds if seconds > 0 else 0.0,
         "lr": float(scheduler.get_last_lr()[0]),
     }
-
-
-def _unwrap(network: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel wrapper (itself otherwise)."""
-    if isinstance(network, nn.parallel.DistributedDataParallel):
-        return network.module
-    return network
 
 
 def make_ema(model: nn.Module, decay: float) -> AveragedModel:
@@ -851,7 +844,7 @@ def train_and_validate(run: TrainingRun, epoch: int, *, progress: bool = False) 
         epochs=config.epochs,
         log_progress=distributed.is_main,
         metadata_dropout=config.metadata_dropout if config.metadata else 0.0,
-        ema=run.ema,
+        ema=(run.ema, run.model) if run.ema is not None else None,
     )
 
     def score(weights: nn.Module) -> dict[str, Any]:
